@@ -1,0 +1,54 @@
+"""Client authentication and the choice of upstream key."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+from claude_code_proxy.config import Settings
+from claude_code_proxy.translate.errors import ProxyError
+
+
+def client_key(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent: `x-api-key` (ANTHROPIC_API_KEY) or a Bearer token
+    (ANTHROPIC_AUTH_TOKEN); SDKs may send both."""
+    key = headers.get("x-api-key", "").strip()
+    if key:
+        return key
+    authorization = headers.get("authorization", "").strip()
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _matches(candidate: str, expected: str) -> bool:
+    return hmac.compare_digest(candidate.encode(), expected.encode())
+
+
+def upstream_key(headers: Mapping[str, str], settings: Settings) -> str:
+    """Authenticate the client and return the key to use upstream; raises 401 otherwise."""
+    key = client_key(headers)
+    if settings.openai_api_key is not None:
+        expected = settings.anthropic_api_key
+        if expected is not None:
+            candidates = [key] if key else []
+            bearer = headers.get("authorization", "")
+            if bearer.lower().startswith("bearer "):
+                candidates.append(bearer[7:].strip())
+            if not any(_matches(c, expected) for c in candidates if c):
+                raise ProxyError(
+                    401,
+                    "authentication_error",
+                    "invalid API key: send the proxy's ANTHROPIC_API_KEY as x-api-key "
+                    "or Authorization: Bearer",
+                )
+        return settings.openai_api_key
+    if not key:
+        raise ProxyError(
+            401,
+            "authentication_error",
+            "missing API key: this proxy runs without OPENAI_API_KEY, so each client "
+            "must send its own upstream key (x-api-key or Authorization: Bearer)",
+        )
+    return key

@@ -1,0 +1,196 @@
+"""Configuration from the environment (and `.env`), validated once at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+CUSTOM_HEADER_PREFIX = "CUSTOM_HEADER_"
+# Headers the proxy owns: a custom header may never replace upstream authentication.
+PROTECTED_HEADERS = frozenset(
+    {"authorization", "api-key", "content-type", "content-length", "host", "accept"}
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    openai_api_key: str | None = None
+    openai_base_url: str = DEFAULT_BASE_URL
+    anthropic_api_key: str | None = None
+    big_model: str = "gpt-4o"
+    middle_model: str = "gpt-4o"
+    small_model: str = "gpt-4o-mini"
+    host: str = "127.0.0.1"
+    port: int = 8082
+    log_level: str = "WARNING"
+    max_tokens_limit: int | None = None
+    request_timeout: float = 600.0
+    connect_timeout: float = 10.0
+    azure_api_version: str | None = None
+    custom_headers: dict[str, str] = field(default_factory=dict)
+    max_request_bytes: int = 32 * 1024 * 1024
+    allow_unauthenticated: bool = False
+
+    @property
+    def dynamic_keys(self) -> bool:
+        """No server key: every client's own key is used upstream."""
+        return self.openai_api_key is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            if value is None:
+                return None
+            value = value.strip()
+            return value or None
+
+        big = get("BIG_MODEL") or cls.big_model
+        settings = cls(
+            openai_api_key=get("OPENAI_API_KEY"),
+            openai_base_url=normalize_base_url(
+                get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+                azure=get("AZURE_API_VERSION") is not None,
+            ),
+            anthropic_api_key=get("ANTHROPIC_API_KEY"),
+            big_model=big,
+            middle_model=get("MIDDLE_MODEL") or big,
+            small_model=get("SMALL_MODEL") or cls.small_model,
+            host=get("HOST") or cls.host,
+            port=_int(get("PORT"), "PORT", default=cls.port, low=0, high=65535),
+            log_level=_log_level(get("LOG_LEVEL")),
+            max_tokens_limit=_optional_int(get("MAX_TOKENS_LIMIT"), "MAX_TOKENS_LIMIT"),
+            request_timeout=_float(get("REQUEST_TIMEOUT"), "REQUEST_TIMEOUT", cls.request_timeout),
+            connect_timeout=_float(get("CONNECT_TIMEOUT"), "CONNECT_TIMEOUT", cls.connect_timeout),
+            azure_api_version=get("AZURE_API_VERSION"),
+            custom_headers=_custom_headers(env),
+            max_request_bytes=_int(
+                get("MAX_REQUEST_BYTES"), "MAX_REQUEST_BYTES", default=cls.max_request_bytes, low=1
+            ),
+            allow_unauthenticated=_bool(get("ALLOW_UNAUTHENTICATED"), "ALLOW_UNAUTHENTICATED"),
+        )
+        settings.check_exposure()
+        return settings
+
+    def check_exposure(self) -> None:
+        """Refuse to become an open relay that spends the owner's key for anyone."""
+        if is_loopback(self.host) or self.dynamic_keys or self.anthropic_api_key:
+            return
+        if self.allow_unauthenticated:
+            return
+        raise ConfigError(
+            f"HOST={self.host} listens beyond this machine, OPENAI_API_KEY is set and "
+            "ANTHROPIC_API_KEY is not: anyone who can reach the port would spend your "
+            "upstream key. Set ANTHROPIC_API_KEY to a secret clients must send, or "
+            "HOST=127.0.0.1, or ALLOW_UNAUTHENTICATED=true if this is intended."
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_base_url(url: str, *, azure: bool = False) -> str:
+    """Accept the base URL forms users write: trailing `/`, with or without `/v1`,
+    or even the full `…/chat/completions` endpoint."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"OPENAI_BASE_URL={url!r} is not an http(s) URL; "
+            "expected e.g. https://api.openai.com/v1 or http://localhost:11434/v1"
+        )
+    path = parts.path.rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    if path in ("", "/api") and not azure:
+        path += "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _custom_headers(env: Mapping[str, str]) -> dict[str, str]:
+    headers = {}
+    for key, value in env.items():
+        if key.startswith(CUSTOM_HEADER_PREFIX) and value:
+            name = key[len(CUSTOM_HEADER_PREFIX) :].replace("_", "-").lower()
+            if name in PROTECTED_HEADERS:
+                raise ConfigError(
+                    f"{key}: the {name} header is set by the proxy and cannot be overridden"
+                )
+            headers[name] = value
+    return headers
+
+
+def _int(value: str | None, name: str, *, default: int, low: int, high: int | None = None) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} must be a whole number") from None
+    if number < low or (high is not None and number > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name}={value!r} must be {bound}")
+    return number
+
+
+def _optional_int(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    return _int(value, name, default=0, low=1)
+
+
+def _float(value: str | None, name: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} must be a number of seconds") from None
+    if not number > 0:
+        raise ConfigError(f"{name}={value!r} must be greater than 0")
+    return number
+
+
+def _bool(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r} must be true or false")
+
+
+def _log_level(value: str | None) -> str:
+    if value is None:
+        return "WARNING"
+    level = value.split()[0].upper()  # tolerate "INFO  # comment" copied from .env files
+    if level == "WARN":
+        level = "WARNING"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={value!r} must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("claude_code_proxy").setLevel(level)

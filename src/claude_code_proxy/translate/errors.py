@@ -1,0 +1,186 @@
+"""Anthropic-shaped errors and the mapping from upstream (OpenAI-style) failures."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+class RequestValidationError(ValueError):
+    """The client's request cannot be translated: answered with 400 invalid_request_error."""
+
+
+@dataclass(eq=False)
+class ProxyError(Exception):
+    """An error to hand to the client as `{"type":"error","error":{…}}` with an HTTP status."""
+
+    status: int
+    error_type: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.error_type, self.message)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.error_type}: {self.message}"
+
+
+def error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+_STATUS_MAP: dict[int, tuple[int, str]] = {
+    400: (400, "invalid_request_error"),
+    401: (401, "authentication_error"),
+    402: (402, "billing_error"),
+    403: (403, "permission_error"),
+    404: (404, "not_found_error"),
+    408: (504, "timeout_error"),
+    409: (409, "api_error"),
+    413: (413, "request_too_large"),
+    422: (400, "invalid_request_error"),
+    429: (429, "rate_limit_error"),
+    500: (500, "api_error"),
+    502: (502, "api_error"),
+    503: (529, "overloaded_error"),
+    504: (504, "timeout_error"),
+    529: (529, "overloaded_error"),
+}
+
+# Claude Code compacts the conversation when it sees this wording (protocol.md A.13).
+_OVERFLOW_PATTERNS = (
+    re.compile(
+        r"maximum context length is (\d+) tokens.*?(?:requested|resulted in) (\d+) tokens", re.S
+    ),
+    re.compile(r"context length is only (\d+) tokens.*?(\d+)", re.S),
+    re.compile(r"requested (\d+) tokens.*?context (?:length|window|size)[^0-9]*(\d+)", re.S),
+    re.compile(r"\((\d+)\) exceeds the available context size \((\d+)", re.S),
+    re.compile(
+        r"(\d+) tokens? exceeds? (?:the )?(?:maximum )?context (?:length|window|size)[^0-9]*(\d+)",
+        re.S,
+    ),
+)
+_OVERFLOW_HINTS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context length",
+    "context window",
+    "context size",
+    "too many tokens",
+    "prompt is too long",
+    "input is too long",
+    "exceeds the context",
+)
+
+
+def upstream_error_message(body: bytes, status: int) -> tuple[str, str | None]:
+    """Best-effort (message, code) from any upstream error body shape.
+
+    Handles OpenAI/Azure/Ollama/vLLM `{"error":{…}}`, flat `{"object":"error",…}`
+    (Mistral, old vLLM), Gemini's one-element list, and HTML or plain-text pages.
+    """
+    try:
+        data: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, list) and data:
+        data = data[0]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail") or err.get("msg")
+            code = err.get("code") or err.get("type")
+            if isinstance(message, str) and message:
+                return message, code if isinstance(code, str) else None
+        elif isinstance(err, str) and err:
+            return err, None
+        detail = data.get("detail") or data.get("message")
+        if isinstance(detail, str) and detail:
+            return detail, None
+    text = body.decode("utf-8", "replace").strip()
+    if text.startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+        text = title.group(1).strip() if title else re.sub(r"<[^>]+>", " ", text)
+        text = " ".join(text.split())
+    return (text[:500] or f"upstream returned HTTP {status}"), None
+
+
+def context_overflow_message(message: str, code: str | None) -> str | None:
+    """Rewrite any provider's context-overflow error into Anthropic's wording."""
+    lowered = message.lower()
+    if code != "context_length_exceeded" and not any(h in lowered for h in _OVERFLOW_HINTS):
+        return None
+    for pattern in _OVERFLOW_PATTERNS:
+        match = pattern.search(message)
+        if match:
+            first, second = int(match.group(1)), int(match.group(2))
+            # The patterns capture (limit, requested) or (requested, limit): order them.
+            limit, used = (first, second) if first < second else (second, first)
+            return f"prompt is too long: {used} tokens > {limit} maximum"
+    return "prompt is too long: the request exceeds the model's context window (" + message + ")"
+
+
+def map_upstream_error(status: int, body: bytes, headers: dict[str, str]) -> ProxyError:
+    """Translate an upstream HTTP error into the Anthropic status, type and message."""
+    message, code = upstream_error_message(body, status)
+    if status in _STATUS_MAP:
+        out_status, error_type = _STATUS_MAP[status]
+    elif 400 <= status < 500:
+        out_status, error_type = 400, "invalid_request_error"
+    else:
+        out_status, error_type = 500, "api_error"
+    if out_status == 400 or status == 413:
+        overflow = context_overflow_message(message, code)
+        if overflow is not None:
+            out_status, error_type, message = 400, "invalid_request_error", overflow
+    out_headers: dict[str, str] = {}
+    if status in (429, 503, 529):
+        retry_after = retry_after_seconds(headers)
+        if retry_after is not None:
+            out_headers["retry-after"] = str(retry_after)
+    return ProxyError(out_status, error_type, f"upstream error ({status}): {message}", out_headers)
+
+
+def retry_after_seconds(headers: dict[str, str]) -> int | None:
+    """Seconds to wait, from `retry-after`, `retry-after-ms` or OpenAI's `x-ratelimit-reset-*`."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    value = lower.get("retry-after-ms")
+    if value:
+        try:
+            return max(1, round(float(value) / 1000))
+        except ValueError:
+            pass
+    value = lower.get("retry-after")
+    if value:
+        try:
+            return max(0, round(float(value)))
+        except ValueError:
+            pass
+    resets = [
+        parse_duration(lower[name])
+        for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+        if name in lower
+    ]
+    known = [r for r in resets if r is not None]
+    return max(1, round(max(known))) if known else None
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(value: str) -> float | None:
+    """OpenAI's reset format: `1s`, `6m0s`, `250ms`, or plain seconds."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    total, matched = 0.0, False
+    for number, unit in _DURATION_RE.findall(value):
+        matched = True
+        total += float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total if matched else None

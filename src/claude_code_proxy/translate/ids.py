@@ -1,0 +1,46 @@
+"""Identifiers in the shapes Anthropic clients expect."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import string
+
+_BASE62 = string.digits + string.ascii_letters
+_TOOL_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# OpenAI rejects tool_call ids longer than 40 characters.
+_MAX_UPSTREAM_TOOL_ID = 40
+
+
+def _random_base62(length: int) -> str:
+    return "".join(secrets.choice(_BASE62) for _ in range(length))
+
+
+def new_message_id() -> str:
+    """A fresh `msg_…` id, as the Messages API mints them."""
+    return "msg_" + _random_base62(24)
+
+
+def new_tool_use_id() -> str:
+    """A fresh `toolu_…` id: upstream ids are never trusted to be unique or well-formed."""
+    return "toolu_" + _random_base62(24)
+
+
+def new_request_id() -> str:
+    return "req_" + _random_base62(24)
+
+
+def is_valid_tool_id(value: object) -> bool:
+    return isinstance(value, str) and _TOOL_ID_RE.match(value) is not None
+
+
+def upstream_tool_id(anthropic_id: object) -> str:
+    """Map a client-side tool_use id to one every OpenAI-compatible upstream accepts.
+
+    Deterministic, so a tool call and its result always carry the same id across turns.
+    """
+    text = anthropic_id if isinstance(anthropic_id, str) else str(anthropic_id)
+    if text and len(text) <= _MAX_UPSTREAM_TOOL_ID and _TOOL_ID_RE.match(text):
+        return text
+    return "call_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -1,0 +1,696 @@
+"""Anthropic Messages request → OpenAI Chat Completions request (protocol.md E.1, E.2)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from claude_code_proxy.translate.errors import RequestValidationError
+from claude_code_proxy.translate.ids import upstream_tool_id
+
+logger = logging.getLogger(__name__)
+
+BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
+MAX_STOP_SEQUENCES = 4
+# Anthropic tool types that name server-side tools the upstream cannot execute.
+SERVER_TOOL_PREFIXES = (
+    "web_search",
+    "web_fetch",
+    "code_execution",
+    "tool_search_tool",
+    "mcp_toolset",
+    "advisor",
+    "computer",
+    "memory",
+)
+_BASH_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "command": {"type": "string", "description": "The shell command to run."},
+        "restart": {"type": "boolean", "description": "Restart the shell session."},
+    },
+}
+_TEXT_EDITOR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "command": {
+            "type": "string",
+            "enum": ["view", "create", "str_replace", "insert", "undo_edit"],
+        },
+        "path": {"type": "string"},
+        "view_range": {"type": "array", "items": {"type": "integer"}},
+        "file_text": {"type": "string"},
+        "old_str": {"type": "string"},
+        "new_str": {"type": "string"},
+        "insert_line": {"type": "integer"},
+    },
+    "required": ["command", "path"],
+}
+# Anthropic-defined client tools: the client executes them, so a function schema works.
+CLIENT_TOOL_SCHEMAS = {"bash": _BASH_SCHEMA, "text_editor": _TEXT_EDITOR_SCHEMA}
+IMAGE_TOKEN_ESTIMATE = 1600
+
+
+@dataclass(frozen=True)
+class TranslationOptions:
+    """Per-upstream choices; built from the provider capability table outside this package."""
+
+    max_tokens_limit: int | None = None
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    include_usage: bool = True
+    pdf_as_file: bool = False
+    system_in_place: bool = False
+    forward_response_format: bool = True
+
+
+@dataclass
+class TranslatedRequest:
+    payload: dict[str, Any]
+    stream: bool
+    client_model: str
+    max_tokens: int
+    stop_sequences: list[str] = field(default_factory=list)
+    estimated_input_tokens: int = 0
+
+
+@dataclass
+class _Stats:
+    text_chars: int = 0
+    images: int = 0
+
+
+def translate_request(
+    body: Any,
+    *,
+    upstream_model: str,
+    options: TranslationOptions | None = None,
+) -> TranslatedRequest:
+    """Validate an Anthropic request body and build the OpenAI payload for it."""
+    options = options or TranslationOptions()
+    if not isinstance(body, dict):
+        raise RequestValidationError("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestValidationError("model: field required (a non-empty string)")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise RequestValidationError("max_tokens: field required (an integer)")
+    if max_tokens < 0:
+        raise RequestValidationError("max_tokens: must be greater than or equal to 0")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise RequestValidationError("messages: field required (a list of messages)")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestValidationError("stream: must be a boolean")
+
+    stats = _Stats()
+    system_parts = _system_texts(body.get("system"), stats)
+    converted = _MessageConverter(options, stats).convert(messages, system_parts)
+
+    payload: dict[str, Any] = {"model": upstream_model, "messages": converted}
+    limit = options.max_tokens_limit
+    payload[options.max_tokens_field] = min(max_tokens, limit) if limit else max_tokens
+
+    stop_sequences = _stop_sequences(body.get("stop_sequences"))
+    if stop_sequences:
+        payload["stop"] = stop_sequences[:MAX_STOP_SEQUENCES]
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise RequestValidationError(f"{name}: must be a number")
+            payload[name] = value
+
+    tools = _tools(body.get("tools"), stats)
+    if tools:
+        payload["tools"] = tools
+        choice = _tool_choice(body.get("tool_choice"), {t["function"]["name"] for t in tools})
+        if choice is not None:
+            payload["tool_choice"] = choice
+        tc = body.get("tool_choice")
+        if isinstance(tc, dict) and tc.get("disable_parallel_tool_use") is True:
+            payload["parallel_tool_calls"] = False
+
+    if options.forward_response_format:
+        response_format = _response_format(body)
+        if response_format is not None:
+            payload["response_format"] = response_format
+
+    if stream:
+        payload["stream"] = True
+        if options.include_usage:
+            payload["stream_options"] = {"include_usage": True}
+
+    estimate = stats.text_chars // 4 + stats.images * IMAGE_TOKEN_ESTIMATE
+    return TranslatedRequest(
+        payload=payload,
+        stream=stream,
+        client_model=model,
+        max_tokens=max_tokens,
+        stop_sequences=stop_sequences,
+        estimated_input_tokens=estimate,
+    )
+
+
+def _stop_sequences(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise RequestValidationError("stop_sequences: must be a list of strings")
+    return [s for s in value if s]
+
+
+def _system_texts(system: Any, stats: _Stats) -> list[str]:
+    """System prompt texts, without Claude Code's per-request billing header block."""
+    if system is None:
+        return []
+    if isinstance(system, str):
+        stats.text_chars += len(system)
+        return [system] if system else []
+    if not isinstance(system, list):
+        raise RequestValidationError("system: must be a string or a list of text blocks")
+    texts = []
+    for block in system:
+        text = _block_text(block)
+        if text is None or text.startswith(BILLING_HEADER_PREFIX):
+            continue
+        stats.text_chars += len(text)
+        texts.append(text)
+    return texts
+
+
+def _block_text(block: Any) -> str | None:
+    if isinstance(block, str):
+        return block
+    if isinstance(block, dict):
+        text = block.get("text")
+        if isinstance(text, str):
+            return text
+        content = block.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            parts = [t for t in (_block_text(b) for b in content) if t]
+            return "\n".join(parts)
+    return None
+
+
+class _MessageConverter:
+    """Walks Anthropic messages in order and emits OpenAI messages (protocol.md E.2)."""
+
+    def __init__(self, options: TranslationOptions, stats: _Stats) -> None:
+        self.options = options
+        self.stats = stats
+        self.out: list[dict[str, Any]] = []
+        self.late_system: list[str] = []
+        # Upstream ids of the last assistant turn's tool calls still awaiting results.
+        self.pending_calls: list[str] = []
+        self.call_names: dict[str, str] = {}
+
+    def convert(self, messages: list[Any], system_parts: list[str]) -> list[dict[str, Any]]:
+        for position, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise RequestValidationError(f"messages.{position}: must be an object")
+            role = message.get("role")
+            content = message.get("content")
+            if content is None:
+                content = []
+            if not isinstance(content, str | list):
+                raise RequestValidationError(
+                    f"messages.{position}.content: must be a string or a list of blocks"
+                )
+            if role == "user":
+                self._user(content, position)
+            elif role == "assistant":
+                self._assistant(content, position)
+            elif role in ("system", "developer"):
+                self._close_pending_calls()
+                self._system(_content_text(content, self.stats))
+            else:
+                raise RequestValidationError(
+                    f"messages.{position}.role: must be 'user', 'assistant' or 'system', got {role!r}"
+                )
+        self._close_pending_calls()
+        system = "\n\n".join(p for p in [*system_parts, *self.late_system] if p)
+        merged = _merge_consecutive(self.out)
+        if system:
+            merged.insert(0, {"role": "system", "content": system})
+        return merged
+
+    def _system(self, text: str) -> None:
+        if not text:
+            return
+        if self.options.system_in_place:
+            self.out.append({"role": "system", "content": text})
+        else:
+            self.late_system.append(text)
+
+    def _close_pending_calls(self) -> None:
+        """Answer tool calls the client never answered: upstreams reject dangling calls."""
+        for call_id in self.pending_calls:
+            self.out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call_id,
+                    "content": "(no result: the tool call was not answered)",
+                }
+            )
+        self.pending_calls = []
+
+    def _user(self, content: str | list[Any], position: int) -> None:
+        if isinstance(content, str):
+            self._close_pending_calls()
+            self.stats.text_chars += len(content)
+            self.out.append({"role": "user", "content": content})
+            return
+        results: dict[str, dict[str, Any]] = {}
+        orphan_texts: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = []
+        result_images: list[dict[str, Any]] = []
+        for index, block in enumerate(content):
+            if isinstance(block, str):
+                block = {"type": "text", "text": block}
+            if not isinstance(block, dict):
+                raise RequestValidationError(
+                    f"messages.{position}.content.{index}: must be an object"
+                )
+            kind = block.get("type")
+            if kind == "tool_result":
+                call_id = upstream_tool_id(block.get("tool_use_id", ""))
+                text, images = self._tool_result_content(block)
+                if call_id in self.pending_calls and call_id not in results:
+                    results[call_id] = {"role": "tool", "tool_call_id": call_id, "content": text}
+                else:
+                    name = self.call_names.get(call_id, "tool")
+                    orphan_texts.append(
+                        {"type": "text", "text": f"[Result of {name} call {call_id}]\n{text}"}
+                    )
+                if images:
+                    name = self.call_names.get(call_id, "the tool")
+                    result_images.append({"type": "text", "text": f"Images returned by {name}:"})
+                    result_images.extend(images)
+            elif kind == "mid_conv_system":
+                self._system(_content_text(block.get("content"), self.stats))
+            else:
+                parts.extend(self._content_part(block, position, index))
+        if self.pending_calls:
+            # Tool messages must directly follow the assistant turn, in call order.
+            for call_id in self.pending_calls:
+                message = results.get(call_id)
+                if message is None:
+                    message = {
+                        "role": "tool",
+                        "tool_call_id": call_id,
+                        "content": "(no result: the tool call was not answered)",
+                    }
+                self.out.append(message)
+            self.pending_calls = []
+        rest = result_images + orphan_texts + parts
+        if rest:
+            self.out.append({"role": "user", "content": _simplify(rest)})
+
+    def _tool_result_content(self, block: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+        content = block.get("content")
+        images: list[dict[str, Any]] = []
+        if content is None:
+            text = ""
+        elif isinstance(content, str):
+            text = content
+        elif isinstance(content, list):
+            texts: list[str] = []
+            for item in content:
+                if isinstance(item, dict) and item.get("type") == "image":
+                    images.extend(self._image(item))
+                elif isinstance(item, dict) and item.get("type") == "document":
+                    texts.extend(p["text"] for p in self._document(item) if p["type"] == "text")
+                else:
+                    rendered = _render_block_as_text(item)
+                    if rendered:
+                        texts.append(rendered)
+            text = "\n".join(texts)
+        else:
+            text = _json_text(content)
+        self.stats.text_chars += len(text)
+        if block.get("is_error") is True:
+            text = f"Error: {text}" if text else "Error: the tool call failed"
+        elif not text:
+            text = "(no output)" if not images else "(see the images below)"
+        return text, images
+
+    def _content_part(
+        self, block: dict[str, Any], position: int, index: int
+    ) -> list[dict[str, Any]]:
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            if not isinstance(text, str):
+                raise RequestValidationError(
+                    f"messages.{position}.content.{index}.text: must be a string"
+                )
+            self.stats.text_chars += len(text)
+            return [{"type": "text", "text": text}] if text else []
+        if kind == "image":
+            return self._image(block)
+        if kind == "document":
+            return self._document(block)
+        if kind in ("thinking", "redacted_thinking"):
+            return []
+        rendered = _render_block_as_text(block)
+        if rendered is None:
+            logger.warning("dropping content block of unknown type %r", kind)
+            return []
+        self.stats.text_chars += len(rendered)
+        return [{"type": "text", "text": rendered}]
+
+    def _image(self, block: dict[str, Any]) -> list[dict[str, Any]]:
+        source = block.get("source")
+        if not isinstance(source, dict):
+            raise RequestValidationError("image block: source must be an object")
+        kind = source.get("type")
+        if kind == "base64":
+            data, media_type = source.get("data"), source.get("media_type") or "image/png"
+            if not isinstance(data, str) or not isinstance(media_type, str):
+                raise RequestValidationError("image block: base64 source needs data and media_type")
+            self.stats.images += 1
+            return [{"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}]
+        if kind == "url":
+            url = source.get("url")
+            if not isinstance(url, str):
+                raise RequestValidationError("image block: url source needs a url string")
+            self.stats.images += 1
+            return [{"type": "image_url", "image_url": {"url": url}}]
+        note = f"[image {source.get('file_id') or kind!s} omitted: the upstream cannot resolve it]"
+        return [{"type": "text", "text": note}]
+
+    def _document(self, block: dict[str, Any]) -> list[dict[str, Any]]:
+        source = block.get("source")
+        if not isinstance(source, dict):
+            raise RequestValidationError("document block: source must be an object")
+        title = block.get("title") if isinstance(block.get("title"), str) else None
+        header = "\n".join(
+            x
+            for x in (
+                title,
+                block.get("context") if isinstance(block.get("context"), str) else None,
+            )
+            if x
+        )
+        kind = source.get("type")
+        text: str
+        if kind == "text":
+            data = source.get("data")
+            text = data if isinstance(data, str) else ""
+        elif kind == "content":
+            parts: list[dict[str, Any]] = []
+            content = source.get("content")
+            if isinstance(content, str):
+                parts.append({"type": "text", "text": content})
+            elif isinstance(content, list):
+                for item in content:
+                    if isinstance(item, dict) and item.get("type") == "image":
+                        parts.extend(self._image(item))
+                    else:
+                        rendered = _render_block_as_text(item)
+                        if rendered:
+                            parts.append({"type": "text", "text": rendered})
+            if header:
+                parts.insert(0, {"type": "text", "text": header})
+            self.stats.text_chars += sum(len(p.get("text", "")) for p in parts)
+            return parts
+        elif kind == "base64":
+            data = source.get("data")
+            media_type = source.get("media_type") or "application/pdf"
+            if not isinstance(data, str):
+                raise RequestValidationError("document block: base64 source needs data")
+            if media_type == "application/pdf" and self.options.pdf_as_file:
+                self.stats.text_chars += len(data) // 8
+                filename = (title or "document") + ".pdf"
+                file_part = {"file_data": f"data:{media_type};base64,{data}", "filename": filename}
+                return [{"type": "file", "file": file_part}]
+            text = _decode_document(data, str(media_type))
+        elif kind == "url":
+            text = f"[document at {source.get('url')} — fetch it if needed]"
+        else:
+            text = f"[document {source.get('file_id') or kind!s} omitted: the upstream cannot resolve it]"
+        if header:
+            text = f"{header}\n\n{text}"
+        self.stats.text_chars += len(text)
+        return [{"type": "text", "text": text}]
+
+    def _assistant(self, content: str | list[Any], position: int) -> None:
+        self._close_pending_calls()
+        if isinstance(content, str):
+            self.stats.text_chars += len(content)
+            if content:
+                self.out.append({"role": "assistant", "content": content})
+            return
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for index, block in enumerate(content):
+            if isinstance(block, str):
+                block = {"type": "text", "text": block}
+            if not isinstance(block, dict):
+                raise RequestValidationError(
+                    f"messages.{position}.content.{index}: must be an object"
+                )
+            kind = block.get("type")
+            if kind == "text":
+                text = block.get("text")
+                if isinstance(text, str) and text:
+                    texts.append(text)
+                    self.stats.text_chars += len(text)
+            elif kind == "tool_use":
+                name = block.get("name")
+                if not isinstance(name, str) or not name:
+                    raise RequestValidationError(
+                        f"messages.{position}.content.{index}.name: a tool_use needs a name"
+                    )
+                call_id = upstream_tool_id(block.get("id") or f"call_{position}_{index}")
+                tool_input = block.get("input")
+                arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
+                self.stats.text_chars += len(arguments) + len(name)
+                calls.append(
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": arguments},
+                    }
+                )
+                self.call_names[call_id] = name
+            elif kind in ("thinking", "redacted_thinking"):
+                continue  # Generic upstreams take no reasoning input.
+            else:
+                rendered = _render_block_as_text(block)
+                if rendered:
+                    texts.append(rendered)
+        if not texts and not calls:
+            return
+        message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) or None}
+        if calls:
+            message["tool_calls"] = calls
+            self.pending_calls = [c["id"] for c in calls]
+        self.out.append(message)
+
+
+def _decode_document(data: str, media_type: str) -> str:
+    """Text of a base64 document: PDFs through pypdf, text/* decoded as UTF-8."""
+    try:
+        raw = base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError):
+        return "[document could not be decoded: invalid base64]"
+    if media_type.startswith("text/") or media_type in ("application/json", "application/xml"):
+        return raw.decode("utf-8", "replace")
+    if media_type == "application/pdf":
+        try:
+            from pypdf import PdfReader
+
+            reader = PdfReader(io.BytesIO(raw))
+            pages = [page.extract_text() or "" for page in reader.pages]
+        except Exception as exc:  # pypdf raises many types on damaged files
+            return f"[PDF document could not be converted to text: {type(exc).__name__}]"
+        text = "\n\n".join(p.strip() for p in pages if p.strip())
+        return text or "[PDF document contains no extractable text]"
+    return f"[{media_type} document omitted: the upstream cannot read it]"
+
+
+def _content_text(content: Any, stats: _Stats) -> str:
+    if isinstance(content, str):
+        stats.text_chars += len(content)
+        return content
+    if isinstance(content, list):
+        texts = [t for t in (_block_text(b) for b in content) if t]
+        text = "\n\n".join(texts)
+        stats.text_chars += len(text)
+        return text
+    return ""
+
+
+def _render_block_as_text(block: Any) -> str | None:
+    """Blocks OpenAI has no part for (search results, server tool results…) as readable text."""
+    if isinstance(block, str):
+        return block
+    if not isinstance(block, dict):
+        return _json_text(block)
+    kind = block.get("type")
+    if kind == "text":
+        text = block.get("text")
+        return text if isinstance(text, str) else None
+    if kind == "search_result":
+        content = block.get("content")
+        body = _block_text({"content": content}) or ""
+        title, source = block.get("title") or "", block.get("source") or ""
+        return f"[Search result: {title}]({source})\n{body}".strip()
+    if kind in ("thinking", "redacted_thinking"):
+        return None
+    if kind == "tool_reference":
+        return f"[tool reference: {block.get('tool_name') or block.get('name') or ''}]"
+    if kind == "server_tool_use":
+        return f"[{block.get('name')} call: {_json_text(block.get('input'))}]"
+    if isinstance(kind, str) and kind.endswith("_tool_result"):
+        return f"[{kind}: {_json_text(block.get('content'))}]"
+    if kind in ("container_upload",):
+        return f"[file {block.get('file_id')} uploaded to the code container]"
+    text = block.get("text")
+    if isinstance(text, str):
+        return text
+    return None
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
+
+
+def _simplify(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A single text part is sent as a plain string: every upstream accepts that."""
+    if all(p.get("type") == "text" for p in parts):
+        return "\n\n".join(p["text"] for p in parts)
+    return parts
+
+
+def _merge_consecutive(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge same-role user/assistant neighbours: many chat templates demand alternation."""
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        previous = merged[-1] if merged else None
+        role = message["role"]
+        if (previous is not None and previous["role"] == role and role in ("user", "system")) or (
+            previous is not None
+            and role == "assistant"
+            and previous["role"] == "assistant"
+            and "tool_calls" not in previous
+        ):
+            assert previous is not None
+            combined = dict(previous)
+            combined["content"] = _join_content(previous.get("content"), message.get("content"))
+            if "tool_calls" in message:
+                combined["tool_calls"] = message["tool_calls"]
+            merged[-1] = combined
+        else:
+            merged.append(message)
+    return merged
+
+
+def _join_content(first: Any, second: Any) -> Any:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    if isinstance(first, str) and isinstance(second, str):
+        return f"{first}\n\n{second}"
+    as_parts = [
+        *(first if isinstance(first, list) else [{"type": "text", "text": first}]),
+        *(second if isinstance(second, list) else [{"type": "text", "text": second}]),
+    ]
+    return as_parts
+
+
+def _tools(tools: Any, stats: _Stats) -> list[dict[str, Any]]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise RequestValidationError("tools: must be a list")
+    out = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise RequestValidationError(f"tools.{index}: must be an object")
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise RequestValidationError(f"tools.{index}.name: field required")
+        kind = tool.get("type")
+        if tool.get("defer_loading") is True:
+            continue  # Loaded later through tool search; the placeholder is not a real tool.
+        schema: Any
+        if kind in (None, "custom"):
+            schema = tool.get("input_schema")
+            if schema is None:
+                schema = {"type": "object", "properties": {}}
+            if not isinstance(schema, dict):
+                raise RequestValidationError(f"tools.{index}.input_schema: must be an object")
+        elif isinstance(kind, str) and kind.startswith(("bash_", "text_editor_")):
+            schema = CLIENT_TOOL_SCHEMAS[kind.split("_20")[0]]
+        elif isinstance(kind, str) and kind.startswith(SERVER_TOOL_PREFIXES):
+            logger.info("server tool %r (%s) is not forwarded: upstreams cannot run it", name, kind)
+            continue
+        else:
+            logger.warning("tool %r of unknown type %r is not forwarded", name, kind)
+            continue
+        function: dict[str, Any] = {"name": name, "parameters": schema}
+        description = tool.get("description")
+        if isinstance(description, str) and description:
+            function["description"] = description
+        if tool.get("strict") is True:
+            function["strict"] = True
+        stats.text_chars += len(name) + len(description or "") + 200
+        out.append({"type": "function", "function": function})
+    return out
+
+
+def _tool_choice(choice: Any, names: set[str]) -> Any:
+    if choice is None:
+        return None
+    if not isinstance(choice, dict):
+        raise RequestValidationError("tool_choice: must be an object")
+    kind = choice.get("type")
+    if kind == "auto":
+        return "auto"
+    if kind == "any":
+        return "required"
+    if kind == "none":
+        return "none"
+    if kind == "tool":
+        name = choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise RequestValidationError("tool_choice.name: field required for type 'tool'")
+        if name not in names:
+            raise RequestValidationError(f"tool_choice.name: no tool named {name!r} in tools")
+        return {"type": "function", "function": {"name": name}}
+    raise RequestValidationError(
+        f"tool_choice.type: must be 'auto', 'any', 'tool' or 'none', got {kind!r}"
+    )
+
+
+def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if fmt is None:
+        fmt = body.get("output_format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        return None
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}

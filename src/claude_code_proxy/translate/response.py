@@ -1,0 +1,160 @@
+"""OpenAI chat completion → Anthropic message (protocol.md E.3, E.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
+from claude_code_proxy.translate.tool_args import parse_arguments
+from claude_code_proxy.translate.usage import anthropic_usage
+
+THINKING_SIGNATURE = "claude-code-proxy"
+
+
+def stop_reason(
+    finish_reason: Any,
+    *,
+    saw_tool_call: bool,
+    matched_stop: Any = None,
+    stop_sequences: list[str] | tuple[str, ...] = (),
+) -> tuple[str, str | None]:
+    """Map `finish_reason` to (stop_reason, stop_sequence); tool calls win over "stop"."""
+    if finish_reason == "length":
+        return "max_tokens", None
+    if saw_tool_call or finish_reason in ("tool_calls", "function_call"):
+        return "tool_use", None
+    if finish_reason == "content_filter":
+        return "refusal", None
+    if isinstance(matched_stop, str) and matched_stop in stop_sequences:
+        return "stop_sequence", matched_stop
+    return "end_turn", None
+
+
+def reasoning_text(message: dict[str, Any]) -> str:
+    """Reasoning as DeepSeek/SGLang/llama.cpp (`reasoning_content`) or vLLM/Ollama (`reasoning`)."""
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def translate_completion(
+    completion: dict[str, Any],
+    *,
+    client_model: str,
+    message_id: str | None = None,
+    stop_sequences: list[str] | tuple[str, ...] = (),
+    fallback_input_tokens: int = 0,
+) -> dict[str, Any]:
+    """A non-streaming OpenAI response as an Anthropic `Message`."""
+    choices = completion.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else {}
+    if not isinstance(choice, dict):
+        choice = {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
+
+    content: list[dict[str, Any]] = []
+    thinking = reasoning_text(message)
+    if thinking:
+        content.append({"type": "thinking", "thinking": thinking, "signature": THINKING_SIGNATURE})
+    text = content_text(message.get("content"))
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        text = f"{text}\n\n{refusal}" if text else refusal
+    if text:
+        content.append({"type": "text", "text": text})
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list):
+        legacy = message.get("function_call")
+        calls = [{"function": legacy}] if isinstance(legacy, dict) else []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            continue
+        arguments = function.get("arguments")
+        tool_input = (
+            arguments
+            if isinstance(arguments, dict)
+            else parse_arguments(arguments if isinstance(arguments, str) else None)
+        )
+        content.append(
+            {"type": "tool_use", "id": new_tool_use_id(), "name": name, "input": tool_input}
+        )
+
+    saw_tool = any(block["type"] == "tool_use" for block in content)
+    matched = choice.get("stop_reason", choice.get("matched_stop"))
+    reason, sequence = stop_reason(
+        choice.get("finish_reason"),
+        saw_tool_call=saw_tool,
+        matched_stop=matched,
+        stop_sequences=stop_sequences,
+    )
+    usage = anthropic_usage(completion.get("usage"), fallback_input=fallback_input_tokens)
+    return {
+        "id": message_id or new_message_id(),
+        "type": "message",
+        "role": "assistant",
+        "model": client_model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "usage": usage,
+    }
+
+
+def message_to_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """Replay a complete Anthropic message as stream events (upstream ignored `stream`)."""
+    start = dict(message, content=[], stop_reason=None, stop_sequence=None)
+    start["usage"] = dict(message["usage"], output_tokens=1)
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
+    for index, block in enumerate(message["content"]):
+        kind = block["type"]
+        if kind == "text":
+            skeleton: dict[str, Any] = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": block["text"]}]
+        elif kind == "thinking":
+            skeleton = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [
+                {"type": "thinking_delta", "thinking": block["thinking"]},
+                {"type": "signature_delta", "signature": block["signature"]},
+            ]
+        else:
+            skeleton = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+            deltas = [
+                {"type": "input_json_delta", "partial_json": orjson.dumps(block["input"]).decode()}
+            ]
+        events.append({"type": "content_block_start", "index": index, "content_block": skeleton})
+        events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
+        events.append({"type": "content_block_stop", "index": index})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": message["stop_reason"],
+                "stop_sequence": message["stop_sequence"],
+            },
+            "usage": message["usage"],
+        }
+    )
+    events.append({"type": "message_stop"})
+    return events

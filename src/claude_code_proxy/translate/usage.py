@@ -1,0 +1,44 @@
+"""OpenAI usage → Anthropic usage (protocol.md E.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def cached_tokens(usage: dict[str, Any]) -> int:
+    details = usage.get("prompt_tokens_details")
+    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    # DeepSeek reports hits separately; Anthropic-style upstreams use their own name.
+    return (
+        cached
+        or _int(usage.get("prompt_cache_hit_tokens"))
+        or _int(usage.get("cache_read_input_tokens"))
+    )
+
+
+def anthropic_usage(usage: dict[str, Any] | None, *, fallback_input: int = 0) -> dict[str, Any]:
+    """Anthropic `input_tokens` excludes cache reads and writes; OpenAI's prompt includes them."""
+    if not isinstance(usage, dict):
+        return {
+            "input_tokens": fallback_input,
+            "output_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+    prompt = _int(usage.get("prompt_tokens")) or _int(usage.get("input_tokens"))
+    cached = cached_tokens(usage)
+    details = usage.get("prompt_tokens_details")
+    written = _int(details.get("cache_write_tokens")) if isinstance(details, dict) else 0
+    output = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
+    if not prompt and fallback_input:
+        prompt = fallback_input + cached + written
+    return {
+        "input_tokens": max(prompt - cached - written, 0),
+        "output_tokens": output,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": cached,
+    }
