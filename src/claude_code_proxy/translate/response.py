@@ -23,7 +23,8 @@ def stop_reason(
     """Map `finish_reason` to (stop_reason, stop_sequence); tool calls win over "stop"."""
     if finish_reason == "length":
         return "max_tokens", None
-    if saw_tool_call or finish_reason in ("tool_calls", "function_call"):
+    if saw_tool_call:
+        # Also when the upstream said "stop" (Gemini, vLLM); never without a tool block.
         return "tool_use", None
     if finish_reason == "content_filter":
         return "refusal", None

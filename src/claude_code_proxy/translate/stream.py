@@ -270,7 +270,6 @@ class StreamTranslator:
             if isinstance(index, int):
                 self._calls_by_index[index] = call
             self._queue.append(call)
-            self._saw_tool = True
         self._last_call = call
         return call
 
@@ -306,6 +305,7 @@ class StreamTranslator:
         }
         self._start_block(TOOL, block, out)
         self._open_call = call
+        self._saw_tool = True
 
     def _pump(self, out: list[Event]) -> None:
         """Stream the open call's new fragments; open queued calls once it is done."""
