@@ -62,6 +62,10 @@ def npm_env() -> dict[str, str]:
         NPM_CONFIG_FUND="false",
         NPM_CONFIG_AUDIT="false",
         NPM_CONFIG_YES="true",
+        # Fail fast when the registry is unreachable instead of retrying for minutes.
+        NPM_CONFIG_FETCH_RETRIES="1",
+        NPM_CONFIG_FETCH_RETRY_MINTIMEOUT="2000",
+        NPM_CONFIG_FETCH_RETRY_MAXTIMEOUT="5000",
     )
     return env
 
@@ -194,7 +198,8 @@ def npm_install(directory: Path, spec: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     write_package_json(directory)
     log(f"npm install {spec} into {directory} (this downloads a few hundred MB) ...")
-    proc = run_npm(["install", "--save-exact", spec], directory, INSTALL_TIMEOUT)
+    # --prefer-offline: reuse npm's own cache for tarballs it already has.
+    proc = run_npm(["install", "--save-exact", "--prefer-offline", spec], directory, INSTALL_TIMEOUT)
     if proc.stderr.strip():
         log("npm stderr:\n" + proc.stderr.strip()[-3000:])
     if proc.returncode != 0:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mock_upstream import MockUpstream
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -156,12 +157,13 @@ def start_proxy(
 
 
 @pytest.fixture
-def proxy_factory(request: pytest.FixtureRequest) -> Iterator[ProxyFactory]:
+def proxy_factory(mock_upstream: MockUpstream) -> Iterator[ProxyFactory]:
     """Start proxies with env overrides; all of them are stopped at teardown.
 
     ``proxy_factory({"BIG_MODEL": "x", "OPENAI_API_KEY": None}, upstream=other_mock)``; keyword
     overrides work too (``proxy_factory(BIG_MODEL="x")``).  Unless ``OPENAI_BASE_URL`` is
-    overridden, the proxy points at ``upstream`` or else at the ``mock_upstream`` fixture.
+    overridden, the proxy points at ``upstream`` or else at the ``mock_upstream`` fixture
+    (requested up front so that teardown stops the proxies before their upstream).
     """
     handles: list[ProxyHandle] = []
 
@@ -176,7 +178,7 @@ def proxy_factory(request: pytest.FixtureRequest) -> Iterator[ProxyFactory]:
         env: dict[str, str] = dict(DEFAULT_PROXY_ENV)
         if "OPENAI_BASE_URL" not in merged:
             if upstream is None:
-                upstream = request.getfixturevalue("mock_upstream")
+                upstream = mock_upstream
             env["OPENAI_BASE_URL"] = upstream.base_url
         for key, value in merged.items():
             if value is None:

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+
 from mock_upstream import (
     CHAT_PATH,
     MockUpstream,
@@ -91,9 +92,7 @@ class TestBasics:
         payloads = sse_payloads(r.content)
         assert payloads[-1] == "[DONE]"
         text = "".join(
-            p["choices"][0]["delta"].get("content") or ""
-            for p in payloads[:-1]
-            if p["choices"]
+            p["choices"][0]["delta"].get("content") or "" for p in payloads[:-1] if p["choices"]
         )
         assert text == "Hello from mock"
         assert payloads[-2]["choices"] == []
@@ -130,10 +129,12 @@ class TestBasics:
         assert r.json()["choices"][0]["message"]["content"] == "you said hi"
 
     def test_json_response_status_and_headers(self, mock_upstream: MockUpstream) -> None:
+        headers = {"retry-after": "7", "x-request-id": "req-1"}
         mock_upstream.enqueue(
-            error_response(429, "Rate limit reached", "requests", code="rate_limit_exceeded",
-                           headers={"retry-after": "7", "x-request-id": "req-1"})
-        )  # fmt: skip
+            error_response(
+                429, "Rate limit reached", "requests", code="rate_limit_exceeded", headers=headers
+            )
+        )
         r = httpx.post(chat_url(mock_upstream), json=CHAT_BODY)
         assert r.status_code == 429
         assert r.headers["retry-after"] == "7"
@@ -347,12 +348,14 @@ class TestSSE:
         chunks = text_chunks(["a", "b", "c"])
         mock_upstream.enqueue(sse_response(chunks, drop_after=2))
         got: list[bytes] = []
-        async with aiohttp.ClientSession() as session:
-            async with session.post(chat_url(mock_upstream), json=STREAM_BODY) as r:
-                assert r.status == 200
-                with pytest.raises(aiohttp.ClientPayloadError):
-                    async for piece in r.content.iter_any():
-                        got.append(piece)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(chat_url(mock_upstream), json=STREAM_BODY) as r,
+        ):
+            assert r.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async for piece in r.content.iter_any():
+                    got.append(piece)
         assert sse_payloads(b"".join(got)) == chunks[:2]
 
     def test_drop_after_httpx(self, mock_upstream: MockUpstream) -> None:
@@ -554,8 +557,7 @@ class TestBuilders:
         assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
         assert chunks[-1]["choices"] == []
         frags = [
-            c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
-            for c in chunks[2:7]
+            c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for c in chunks[2:7]
         ]
         assert all(len(f) <= 4 for f in frags)
 
