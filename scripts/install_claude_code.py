@@ -199,7 +199,9 @@ def npm_install(directory: Path, spec: str) -> None:
     write_package_json(directory)
     log(f"npm install {spec} into {directory} (this downloads a few hundred MB) ...")
     # --prefer-offline: reuse npm's own cache for tarballs it already has.
-    proc = run_npm(["install", "--save-exact", "--prefer-offline", spec], directory, INSTALL_TIMEOUT)
+    proc = run_npm(
+        ["install", "--save-exact", "--prefer-offline", spec], directory, INSTALL_TIMEOUT
+    )
     if proc.stderr.strip():
         log("npm stderr:\n" + proc.stderr.strip()[-3000:])
     if proc.returncode != 0:

@@ -29,7 +29,7 @@ from claude_code_proxy.asgi import CancelOnDisconnect, RequestIdMiddleware, send
 from claude_code_proxy.auth import upstream_key
 from claude_code_proxy.config import Settings
 from claude_code_proxy.models import ALIASES, map_model
-from claude_code_proxy.providers import profile_for
+from claude_code_proxy.providers import CapabilityTable, Profile
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
 from claude_code_proxy.translate.ids import new_message_id
 from claude_code_proxy.translate.request import TranslatedRequest, translate_request
@@ -77,7 +77,8 @@ class Proxy:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.upstream = Upstream(settings)
+        self.table = CapabilityTable.from_file(settings.provider_profiles)
+        self.upstream = Upstream(settings, self.table)
 
     # ------------------------------------------------------------------ routes
 
@@ -93,14 +94,15 @@ class Proxy:
         try:
             key = upstream_key(request.headers, self.settings)
             body = await read_json_body(request, self.settings.max_request_bytes)
-            translated = self._translate(body)
+            session = request.headers.get("x-claude-code-session-id")
+            translated, profile = self._translate(body, session)
         except ProxyError as error:
             return _json_error(error)
         if translated.max_tokens == 0:
             return self._empty_reply(translated)
         if translated.stream:
-            return CancelOnDisconnect(lambda send: self._stream(send, translated, key))
-        return CancelOnDisconnect(lambda send: self._complete(send, translated, key))
+            return CancelOnDisconnect(lambda send: self._stream(send, translated, profile, key))
+        return CancelOnDisconnect(lambda send: self._complete(send, translated, profile, key))
 
     async def count_tokens(self, request: Request) -> Response:
         from claude_code_proxy.tokens import count_request_tokens
@@ -159,7 +161,7 @@ class Proxy:
         try:
             key = upstream_key(request.headers, self.settings)
             model = self.settings.small_model
-            options = profile_for(self.settings.openai_base_url, model).options(
+            options = self.table.profile(self.settings.openai_base_url, model).options(
                 max_tokens_limit=None
             )
             payload = {
@@ -216,15 +218,18 @@ class Proxy:
                 )
         return entries
 
-    def _translate(self, body: Any) -> TranslatedRequest:
+    def _translate(self, body: Any, session: str | None) -> tuple[TranslatedRequest, Profile]:
         model = body.get("model") if isinstance(body, dict) else None
         upstream_model = map_model(model, self.settings) if isinstance(model, str) else ""
-        profile = profile_for(self.settings.openai_base_url, upstream_model)
+        profile = self.table.profile(self.settings.openai_base_url, upstream_model)
         options = profile.options(max_tokens_limit=self.settings.max_tokens_limit)
         try:
-            return translate_request(body, upstream_model=upstream_model, options=options)
+            translated = translate_request(
+                body, upstream_model=upstream_model, options=options, session_id=session
+            )
         except RequestValidationError as exc:
             raise ProxyError(400, "invalid_request_error", str(exc)) from None
+        return translated, profile
 
     def _empty_reply(self, translated: TranslatedRequest) -> Response | CancelOnDisconnect:
         """`max_tokens: 0` (cache pre-warm) generates nothing: no upstream call at all."""
@@ -253,7 +258,9 @@ class Proxy:
 
         return CancelOnDisconnect(work)
 
-    async def _complete(self, send: Send, translated: TranslatedRequest, key: str) -> None:
+    async def _complete(
+        self, send: Send, translated: TranslatedRequest, profile: Profile, key: str
+    ) -> None:
         try:
             response = await self.upstream.post_chat(translated.payload, key)
             try:
@@ -264,13 +271,15 @@ class Proxy:
                 ) from None
             finally:
                 response.release()
-            message = self._message_from_body(raw, translated)
+            message = self._message_from_body(raw, translated, profile)
         except ProxyError as error:
             await send_json(send, error.status, error.body(), error.headers)
             return
         await send_json(send, 200, message)
 
-    def _message_from_body(self, raw: bytes, translated: TranslatedRequest) -> dict[str, Any]:
+    def _message_from_body(
+        self, raw: bytes, translated: TranslatedRequest, profile: Profile
+    ) -> dict[str, Any]:
         try:
             completion = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -288,9 +297,13 @@ class Proxy:
             client_model=translated.client_model,
             stop_sequences=translated.stop_sequences,
             fallback_input_tokens=translated.estimated_input_tokens,
+            think_tags=profile.think_tags,
+            stash_reasoning=profile.stash_reasoning,
         )
 
-    async def _stream(self, send: Send, translated: TranslatedRequest, key: str) -> None:
+    async def _stream(
+        self, send: Send, translated: TranslatedRequest, profile: Profile, key: str
+    ) -> None:
         try:
             response = await self.upstream.post_chat(translated.payload, key)
         except ProxyError as error:
@@ -300,7 +313,7 @@ class Proxy:
         try:
             content_type = response.headers.get("content-type", "")
             if "json" in content_type and "event-stream" not in content_type:
-                await self._replay_json(send, response, translated)
+                await self._replay_json(send, response, translated, profile)
                 return
             await start_sse(send)
             translator = StreamTranslator(
@@ -308,6 +321,8 @@ class Proxy:
                 input_tokens=translated.estimated_input_tokens,
                 stop_sequences=translated.stop_sequences,
                 expect_usage="stream_options" in translated.payload,
+                think_tags=profile.think_tags,
+                stash_reasoning=profile.stash_reasoning,
             )
             await _send_events(send, translator.start())
             async for events in _translate_stream(response, translator):
@@ -317,11 +332,15 @@ class Proxy:
             response.close()
 
     async def _replay_json(
-        self, send: Send, response: aiohttp.ClientResponse, translated: TranslatedRequest
+        self,
+        send: Send,
+        response: aiohttp.ClientResponse,
+        translated: TranslatedRequest,
+        profile: Profile,
     ) -> None:
         """The upstream ignored `stream: true` and answered JSON: stream that message."""
         try:
-            message = self._message_from_body(await response.read(), translated)
+            message = self._message_from_body(await response.read(), translated, profile)
         except ProxyError as error:
             await send_json(send, error.status, error.body(), error.headers)
             return

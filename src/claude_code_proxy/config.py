@@ -39,6 +39,9 @@ class Settings:
     custom_headers: dict[str, str] = field(default_factory=dict)
     max_request_bytes: int = 32 * 1024 * 1024
     allow_unauthenticated: bool = False
+    max_retries: int = 2
+    retry_after_max: float = 10.0
+    provider_profiles: str | None = None
 
     @property
     def dynamic_keys(self) -> bool:
@@ -77,6 +80,11 @@ class Settings:
                 get("MAX_REQUEST_BYTES"), "MAX_REQUEST_BYTES", default=cls.max_request_bytes, low=1
             ),
             allow_unauthenticated=_bool(get("ALLOW_UNAUTHENTICATED"), "ALLOW_UNAUTHENTICATED"),
+            max_retries=_int(
+                get("MAX_RETRIES"), "MAX_RETRIES", default=cls.max_retries, low=0, high=10
+            ),
+            retry_after_max=_float(get("RETRY_AFTER_MAX"), "RETRY_AFTER_MAX", cls.retry_after_max),
+            provider_profiles=get("PROVIDER_PROFILES"),
         )
         settings.check_exposure()
         return settings

@@ -1,59 +1,230 @@
-"""Provider capabilities: one declarative table instead of `if`s across the code."""
+"""Provider capabilities: one declarative table instead of `if`s across the code.
+
+A profile is built in layers: the generic default, the provider matched by the base
+URL's host, every model-name rule that matches (so a model alone picks the right
+behaviour on local or unknown hosts), the user's overrides file (`PROVIDER_PROFILES`),
+and finally what the proxy learned from the upstream's own 400s at run time.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-from dataclasses import dataclass, replace
-from typing import Literal
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from claude_code_proxy.translate.request import TranslationOptions
+import orjson
+
+from claude_code_proxy.translate.request import ReasoningEcho, ReasoningParam, TranslationOptions
 
 
 @dataclass(frozen=True)
 class Profile:
-    """What one upstream (provider, model) accepts."""
+    """What one upstream (provider, model) accepts and how it speaks."""
 
     name: str = "generic"
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    pdf_as_file: bool = False
+    max_output_tokens: int | None = None
     include_usage: bool = True
+    pdf_as_file: bool = False
+    drop_params: frozenset[str] = frozenset()
+    reasoning_param: ReasoningParam = "none"
+    efforts: tuple[str, ...] = ("low", "medium", "high")
+    reasoning_echo: ReasoningEcho = "none"
+    stash_reasoning: bool = False
+    think_tags: bool = True
+    schema_dialect: Literal["json_schema", "gemini"] = "json_schema"
+    tool_id_style: Literal["default", "mistral"] = "default"
+    prompt_cache_key: bool = False
+    system_in_place: bool = False
 
     def options(self, *, max_tokens_limit: int | None) -> TranslationOptions:
+        limits = [n for n in (max_tokens_limit, self.max_output_tokens) if n]
         return TranslationOptions(
-            max_tokens_limit=max_tokens_limit,
+            max_tokens_limit=min(limits) if limits else None,
             max_tokens_field=self.max_tokens_field,
             include_usage=self.include_usage,
             pdf_as_file=self.pdf_as_file,
+            system_in_place=self.system_in_place,
+            drop_params=self.drop_params,
+            reasoning_param=self.reasoning_param,
+            efforts=self.efforts,
+            reasoning_echo=self.reasoning_echo,
+            schema_dialect=self.schema_dialect,
+            tool_id_style=self.tool_id_style,
+            prompt_cache_key=self.prompt_cache_key,
         )
 
 
-# Host patterns → provider profile.
-PROVIDERS: tuple[tuple[str, Profile], ...] = (
-    ("api.openai.com", Profile(name="openai", pdf_as_file=True)),
-    ("*.openai.azure.com", Profile(name="azure", pdf_as_file=True)),
-    ("*.cognitiveservices.azure.com", Profile(name="azure", pdf_as_file=True)),
-    ("openrouter.ai", Profile(name="openrouter", pdf_as_file=True)),
+Overrides = dict[str, Any]
+_REASONING_MODELS: Overrides = {
+    "max_tokens_field": "max_completion_tokens",
+    "drop_params": frozenset({"temperature", "top_p", "stop"}),
+    "reasoning_param": "reasoning_effort",
+}
+
+# Host (or host:port) patterns → provider settings. First match wins.
+PROVIDERS: tuple[tuple[str, Overrides], ...] = (
+    (
+        "api.openai.com",
+        {"name": "openai", "pdf_as_file": True, "prompt_cache_key": True, "think_tags": False},
+    ),
+    ("*.openai.azure.com", {"name": "azure", "pdf_as_file": True, "think_tags": False}),
+    ("*.cognitiveservices.azure.com", {"name": "azure", "pdf_as_file": True, "think_tags": False}),
+    ("*.services.ai.azure.com", {"name": "azure", "pdf_as_file": True}),
+    (
+        "openrouter.ai",
+        {
+            "name": "openrouter",
+            "pdf_as_file": True,
+            "reasoning_param": "openrouter",
+            "efforts": ("none", "minimal", "low", "medium", "high", "xhigh"),
+            "reasoning_echo": "reasoning_details",
+            "stash_reasoning": True,
+        },
+    ),
+    (
+        "api.deepseek.com",
+        {"name": "deepseek", "reasoning_echo": "reasoning_content", "stash_reasoning": True},
+    ),
+    (
+        "generativelanguage.googleapis.com",
+        {"name": "gemini", "schema_dialect": "gemini", "reasoning_param": "reasoning_effort"},
+    ),
+    ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral"}),
+    ("api.groq.com", {"name": "groq"}),
+    ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning"}),
+    ("*:1234", {"name": "lmstudio"}),
+    ("*:8080", {"name": "llama.cpp"}),
+    ("*:30000", {"name": "sglang"}),
+    ("*:8000", {"name": "vllm", "reasoning_echo": "reasoning"}),
 )
 
-# Model-name patterns → overrides that hold on any host (local servers included).
-MODEL_RULES: tuple[tuple[str, dict[str, object]], ...] = (
-    ("o1*", {"max_tokens_field": "max_completion_tokens"}),
-    ("o3*", {"max_tokens_field": "max_completion_tokens"}),
-    ("o4*", {"max_tokens_field": "max_completion_tokens"}),
-    ("gpt-5*", {"max_tokens_field": "max_completion_tokens"}),
-    ("*/o1*", {"max_tokens_field": "max_completion_tokens"}),
-    ("*/o3*", {"max_tokens_field": "max_completion_tokens"}),
-    ("*/o4*", {"max_tokens_field": "max_completion_tokens"}),
-    ("*/gpt-5*", {"max_tokens_field": "max_completion_tokens"}),
+# Model-name patterns (case-insensitive, `*/` prefixes allowed for routers) → settings that
+# hold on any host. Every matching rule applies, in order.
+MODELS: tuple[tuple[str, Overrides], ...] = (
+    ("o1*", _REASONING_MODELS),
+    ("o3*", _REASONING_MODELS),
+    ("o4*", _REASONING_MODELS),
+    ("gpt-5*", {**_REASONING_MODELS, "efforts": ("minimal", "low", "medium", "high")}),
+    ("gpt-5.[1-9]*", {"efforts": ("none", "low", "medium", "high", "xhigh")}),
+    ("gpt-5*-chat*", {"reasoning_param": "none"}),
+    ("gpt-oss*", {"reasoning_param": "reasoning_effort", "reasoning_echo": "reasoning"}),
+    ("deepseek-reasoner*", {"reasoning_echo": "reasoning_content", "stash_reasoning": True}),
+    ("deepseek-r1*", {"reasoning_echo": "reasoning_content", "stash_reasoning": True}),
+    ("gemini-*", {"schema_dialect": "gemini"}),
+    ("gemini-2.5*", {"reasoning_param": "reasoning_effort"}),
+    ("gemini-3*", {"reasoning_param": "reasoning_effort"}),
+    ("mistral*", {"tool_id_style": "mistral"}),
+    ("codestral*", {"tool_id_style": "mistral"}),
+    ("devstral*", {"tool_id_style": "mistral"}),
+    ("magistral*", {"tool_id_style": "mistral"}),
+    ("ministral*", {"tool_id_style": "mistral"}),
+    ("qwen3*", {"think_tags": True}),
 )
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
+
+
+class ProfileError(ValueError):
+    """The overrides file names an unknown setting or has a value of the wrong kind."""
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name not in _FIELDS:
+        raise ProfileError(f"unknown profile setting {name!r}; known: {', '.join(sorted(_FIELDS))}")
+    if name == "drop_params":
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ProfileError("drop_params must be a list of parameter names")
+        return frozenset(str(v) for v in value)
+    if name == "efforts":
+        if not isinstance(value, list | tuple):
+            raise ProfileError('efforts must be a list such as ["low", "medium", "high"]')
+        return tuple(str(v) for v in value)
+    return value
+
+
+def _apply(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
+    values = {k: _coerce(k, v) for k, v in overrides.items()}
+    return replace(profile, **values)
+
+
+@dataclass
+class CapabilityTable:
+    """Built-in rules + user overrides + fixes learned from upstream errors."""
+
+    providers: tuple[tuple[str, Overrides], ...] = PROVIDERS
+    models: tuple[tuple[str, Overrides], ...] = MODELS
+    user_providers: tuple[tuple[str, Overrides], ...] = ()
+    user_models: tuple[tuple[str, Overrides], ...] = ()
+    learned: dict[tuple[str, str], Overrides] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_file(cls, path: str | None) -> CapabilityTable:
+        """Load user overrides: `{"providers": {pattern: {...}}, "models": {pattern: {...}}}`."""
+        if not path:
+            return cls()
+        try:
+            data = orjson.loads(Path(path).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ProfileError(f"cannot read PROVIDER_PROFILES file {path}: {exc}") from None
+        if not isinstance(data, dict) or set(data) - {"providers", "models"}:
+            raise ProfileError('PROVIDER_PROFILES must be {"providers": {...}, "models": {...}}')
+        tables = []
+        for key in ("providers", "models"):
+            section = data.get(key, {})
+            if not isinstance(section, dict) or not all(
+                isinstance(v, dict) for v in section.values()
+            ):
+                raise ProfileError(f"PROVIDER_PROFILES {key!r} must map patterns to objects")
+            for overrides in section.values():
+                _apply(Profile(), overrides)  # validate now, not on the first request
+            tables.append(tuple((str(k).lower(), v) for k, v in section.items()))
+        return cls(user_providers=tables[0], user_models=tables[1])
+
+    def profile(self, base_url: str, model: str) -> Profile:
+        parts = urlsplit(base_url)
+        host = (parts.hostname or "").lower()
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        profile = Profile()
+        for pattern, overrides in (*self.user_providers, *self.providers):
+            if fnmatch.fnmatchcase(host, pattern) or fnmatch.fnmatchcase(netloc, pattern):
+                profile = _apply(profile, overrides)
+                break
+        lowered = model.lower()
+        bare = lowered.rsplit("/", 1)[-1]
+        for pattern, overrides in (*self.models, *self.user_models):
+            if fnmatch.fnmatchcase(lowered, pattern) or fnmatch.fnmatchcase(bare, pattern):
+                profile = _apply(profile, overrides)
+        learned = self.learned.get((netloc, model))
+        if learned:
+            dropped = profile.drop_params
+            profile = _apply(profile, learned)
+            profile = replace(profile, drop_params=dropped | profile.drop_params)
+        return profile
+
+    def learn(self, base_url: str, model: str, **overrides: Any) -> None:
+        """Remember a fix for this model for the life of the process."""
+        parts = urlsplit(base_url)
+        host = (parts.hostname or "").lower()
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        with self._lock:
+            current = dict(self.learned.get((netloc, model), {}))
+            if "drop_params" in overrides:
+                before = frozenset(current.get("drop_params", ()))
+                overrides["drop_params"] = before | frozenset(overrides["drop_params"])
+            current.update(overrides)
+            self.learned[(netloc, model)] = current
+
+
+DEFAULT_TABLE = CapabilityTable()
 
 
 def profile_for(base_url: str, model: str) -> Profile:
-    host = (urlsplit(base_url).hostname or "").lower()
-    profile = next((p for pattern, p in PROVIDERS if fnmatch.fnmatchcase(host, pattern)), Profile())
-    lowered = model.lower()
-    for pattern, overrides in MODEL_RULES:
-        if fnmatch.fnmatchcase(lowered, pattern):
-            profile = replace(profile, **overrides)  # type: ignore[arg-type]
-    return profile
+    """The built-in profile (no user overrides, nothing learned)."""
+    return DEFAULT_TABLE.profile(base_url, model)

@@ -12,20 +12,30 @@ import aiohttp
 import orjson
 
 from claude_code_proxy.config import Settings
-from claude_code_proxy.translate.errors import ProxyError, map_upstream_error
+from claude_code_proxy.providers import CapabilityTable
+from claude_code_proxy.translate.errors import (
+    ParameterFix,
+    ProxyError,
+    map_upstream_error,
+    parameter_fix,
+    retry_after_seconds,
+)
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 MAX_ERROR_BODY = 64 * 1024
+MAX_PARAMETER_FIXES = 3
 
 
 class Upstream:
     """One pooled aiohttp session (keep-alive) talking to the configured provider."""
 
-    def __init__(self, settings: Settings, *, max_retries: int = 2) -> None:
+    def __init__(self, settings: Settings, table: CapabilityTable | None = None) -> None:
         self.settings = settings
-        self.max_retries = max_retries
+        self.table = table or CapabilityTable()
+        self.max_retries = settings.max_retries
+        self.retries = 0  # transient failures retried, for observability
         self._session: aiohttp.ClientSession | None = None
         self.base_url = settings.openai_base_url
         self.host = urlsplit(self.base_url).netloc
@@ -86,16 +96,19 @@ class Upstream:
     async def post_chat(self, payload: dict[str, Any], api_key: str) -> aiohttp.ClientResponse:
         """POST the request; return the open response once the upstream answered 2xx.
 
-        Failures before any byte reached the client are retried (connect errors and
-        502/503/504) and otherwise raised as a mapped `ProxyError`.
+        Before any byte reached the client: transient failures (connect errors, 502/503/
+        504, 429 with a short `retry-after`) are retried with backoff; a 400 naming one
+        rejected parameter is fixed, retried once and remembered for the model; anything
+        else is raised as a mapped `ProxyError`.
         """
-        url = self.chat_url(str(payload.get("model", "")))
-        body = orjson.dumps(payload)
+        model = str(payload.get("model", ""))
+        url = self.chat_url(model)
         headers = self.headers(api_key)
-        attempt = 0
+        attempt = fixes = 0
         while True:
+            delay: float | None = None
             try:
-                response = await self.session.post(url, data=body, headers=headers)
+                response = await self.session.post(url, data=orjson.dumps(payload), headers=headers)
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
                 error = ProxyError(
                     504,
@@ -122,12 +135,47 @@ class Upstream:
                     raw = b""
                 finally:
                     response.release()
-                error = map_upstream_error(response.status, raw, dict(response.headers))
-                if response.status not in RETRY_STATUSES:
+                status, response_headers = response.status, dict(response.headers)
+                fix = parameter_fix(status, raw, payload)
+                if fix is not None and fixes < MAX_PARAMETER_FIXES:
+                    fixes += 1
+                    self._apply_fix(fix, payload, model)
+                    continue
+                error = map_upstream_error(status, raw, response_headers)
+                if status == 429:
+                    wait = retry_after_seconds(response_headers)
+                    if wait is None or wait > self.settings.retry_after_max:
+                        raise error
+                    delay = float(wait)
+                elif status not in RETRY_STATUSES:
                     raise error
             if attempt >= self.max_retries:
                 raise error
             attempt += 1
-            delay = min(0.25 * 2**attempt, 4.0) * (0.75 + random.random() / 2)
+            self.retries += 1
+            if delay is None:
+                delay = min(0.25 * 2**attempt, 4.0) * (0.75 + random.random() / 2)
             logger.info("retrying upstream request (%s) in %.2fs", error.error_type, delay)
             await asyncio.sleep(delay)
+
+    def _apply_fix(self, fix: ParameterFix, payload: dict[str, Any], model: str) -> None:
+        """Change the payload for the retry and remember the fix for this model."""
+        base = self.base_url
+        if fix.kind == "rename_max_tokens":
+            payload["max_completion_tokens"] = payload.pop("max_tokens")
+            self.table.learn(base, model, max_tokens_field="max_completion_tokens")
+        elif fix.kind == "limit_max_tokens":
+            payload[fix.param] = fix.limit
+            self.table.learn(base, model, max_output_tokens=fix.limit)
+        elif fix.param == "stream_options":
+            payload.pop("stream_options", None)
+            self.table.learn(base, model, include_usage=False)
+        else:
+            payload.pop(fix.param, None)
+            self.table.learn(base, model, drop_params=[fix.param])
+        logger.warning(
+            "upstream rejected %r for model %s; retrying with it %s and remembering that",
+            fix.param,
+            model,
+            "lowered" if fix.kind == "limit_max_tokens" else "changed",
+        )

@@ -184,3 +184,96 @@ def parse_duration(value: str) -> float | None:
         matched = True
         total += float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
     return total if matched else None
+
+
+# Parameters the proxy may drop when an upstream rejects them; never the conversation.
+DROPPABLE_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "stop",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "reasoning",
+        "thinking",
+        "prompt_cache_key",
+        "tool_choice",
+        "chat_template_kwargs",
+        "user",
+        "stream_options",
+    }
+)
+_MAX_TOKEN_LIMIT_PATTERNS = (
+    re.compile(r"supports at most (\d+) completion tokens"),
+    re.compile(r"valid range of max_tokens is \[\d+,\s*(\d+)\]"),
+    re.compile(r"> ?(\d+), which is the maximum allowed number of output tokens"),
+    re.compile(
+        r"max_(?:completion_)?tokens`? (?:must be|should be)? ?(?:less than or equal to|<=|at most) `?(\d+)"
+    ),
+    re.compile(
+        r"maximum (?:value for `?max_(?:completion_)?tokens`?|output tokens?) (?:is|of) `?(\d+)"
+    ),
+)
+_NAMED_PARAM_PATTERNS = (
+    re.compile(r"[Uu]nsupported parameter: '([\w.]+)'"),
+    re.compile(r"Unrecognized request arguments? supplied: ([\w.]+)"),
+    re.compile(r"'([\w.]+)' (?:is not supported|does not support)"),
+    re.compile(r"[Uu]nknown (?:field|parameter|argument) [\"'`]?([\w.]+)"),
+    re.compile(r"\b([\w.]+) is not (?:supported|permitted|allowed)"),
+    re.compile(r"[Ee]xtra inputs are not permitted.{0,40}?'([\w.]+)'"),
+)
+
+
+@dataclass(frozen=True)
+class ParameterFix:
+    """How to change a rejected request so the upstream accepts it."""
+
+    kind: str  # "drop" | "rename_max_tokens" | "limit_max_tokens"
+    param: str = ""
+    limit: int = 0
+
+
+def parameter_fix(status: int, body: bytes, payload: dict[str, Any]) -> ParameterFix | None:
+    """Recognise a 400 caused by one request parameter (protocol.md E.8, B.2)."""
+    if status not in (400, 422):
+        return None
+    message, code = upstream_error_message(body, status)
+    param = _error_param(body)
+    lowered = message.lower()
+    token_field = "max_completion_tokens" if "max_completion_tokens" in payload else "max_tokens"
+    if (
+        "max_completion_tokens" in lowered
+        and "max_tokens" in payload
+        and (param == "max_tokens" or "not supported" in lowered or "unsupported" in lowered)
+    ):
+        return ParameterFix("rename_max_tokens", "max_tokens")
+    if "context length" not in lowered and "context window" not in lowered:
+        for pattern in _MAX_TOKEN_LIMIT_PATTERNS:
+            match = pattern.search(message)
+            if match and token_field in payload:
+                limit = int(match.group(1))
+                if 0 < limit < int(payload[token_field]):
+                    return ParameterFix("limit_max_tokens", token_field, limit)
+    candidates = [param] if param else []
+    candidates += [m.group(1) for p in _NAMED_PARAM_PATTERNS for m in p.finditer(message)]
+    if code in ("unsupported_parameter", "unsupported_value") or candidates:
+        for name in candidates:
+            top = name.split(".")[0] if name else ""
+            if top in DROPPABLE_PARAMS and top in payload:
+                return ParameterFix("drop", top)
+    return None
+
+
+def _error_param(body: bytes) -> str | None:
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, list) and data:
+        data = data[0]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and isinstance(err.get("param"), str):
+            return str(err["param"])
+    return None

@@ -35,6 +35,19 @@ def is_valid_tool_id(value: object) -> bool:
     return isinstance(value, str) and _TOOL_ID_RE.match(value) is not None
 
 
+def mistral_tool_id(anthropic_id: object) -> str:
+    """Mistral accepts only ids of exactly 9 alphanumerics: a deterministic digest of ours."""
+    text = anthropic_id if isinstance(anthropic_id, str) else str(anthropic_id)
+    number = int.from_bytes(
+        hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8], "big"
+    )
+    chars = []
+    for _ in range(9):
+        number, rest = divmod(number, 62)
+        chars.append(_BASE62[rest])
+    return "".join(chars)
+
+
 def upstream_tool_id(anthropic_id: object) -> str:
     """Map a client-side tool_use id to one every OpenAI-compatible upstream accepts.
 

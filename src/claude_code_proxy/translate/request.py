@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import logging
 from dataclasses import dataclass, field
@@ -12,7 +13,14 @@ from typing import Any, Literal
 import orjson
 
 from claude_code_proxy.translate.errors import RequestValidationError
-from claude_code_proxy.translate.ids import upstream_tool_id
+from claude_code_proxy.translate.ids import mistral_tool_id, upstream_tool_id
+from claude_code_proxy.translate.reasoning import (
+    DEFAULT_BUDGET_THRESHOLDS,
+    decode_signature,
+    requested_effort,
+    supported_effort,
+)
+from claude_code_proxy.translate.schema import clean_schema
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,12 @@ CLIENT_TOOL_SCHEMAS = {"bash": _BASH_SCHEMA, "text_editor": _TEXT_EDITOR_SCHEMA}
 IMAGE_TOKEN_ESTIMATE = 1600
 
 
+ReasoningParam = Literal[
+    "none", "reasoning_effort", "openrouter", "deepseek", "chat_template_kwargs"
+]
+ReasoningEcho = Literal["none", "reasoning_content", "reasoning", "reasoning_details"]
+
+
 @dataclass(frozen=True)
 class TranslationOptions:
     """Per-upstream choices; built from the provider capability table outside this package."""
@@ -67,6 +81,16 @@ class TranslationOptions:
     pdf_as_file: bool = False
     system_in_place: bool = False
     forward_response_format: bool = True
+    # Parameters this upstream rejects (e.g. temperature on reasoning models).
+    drop_params: frozenset[str] = frozenset()
+    # How to ask for reasoning, which efforts the model knows, and how to send it back.
+    reasoning_param: ReasoningParam = "none"
+    efforts: tuple[str, ...] = ("low", "medium", "high")
+    budget_thresholds: tuple[int, int] = DEFAULT_BUDGET_THRESHOLDS
+    reasoning_echo: ReasoningEcho = "none"
+    schema_dialect: Literal["json_schema", "gemini"] = "json_schema"
+    tool_id_style: Literal["default", "mistral"] = "default"
+    prompt_cache_key: bool = False
 
 
 @dataclass
@@ -90,8 +114,12 @@ def translate_request(
     *,
     upstream_model: str,
     options: TranslationOptions | None = None,
+    session_id: str | None = None,
 ) -> TranslatedRequest:
-    """Validate an Anthropic request body and build the OpenAI payload for it."""
+    """Validate an Anthropic request body and build the OpenAI payload for it.
+
+    `session_id` (Claude Code's `X-Claude-Code-Session-Id`) keys upstream prompt caches.
+    """
     options = options or TranslationOptions()
     if not isinstance(body, dict):
         raise RequestValidationError("request body must be a JSON object")
@@ -123,12 +151,12 @@ def translate_request(
         payload["stop"] = stop_sequences[:MAX_STOP_SEQUENCES]
     for name in ("temperature", "top_p"):
         value = body.get(name)
-        if value is not None:
+        if value is not None and name not in options.drop_params:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise RequestValidationError(f"{name}: must be a number")
             payload[name] = value
 
-    tools = _tools(body.get("tools"), stats)
+    tools = _tools(body.get("tools"), stats, options)
     if tools:
         payload["tools"] = tools
         choice = _tool_choice(body.get("tool_choice"), {t["function"]["name"] for t in tools})
@@ -142,6 +170,14 @@ def translate_request(
         response_format = _response_format(body)
         if response_format is not None:
             payload["response_format"] = response_format
+
+    _reasoning(body, payload, options)
+    if options.prompt_cache_key:
+        cache_key = _cache_key(body, session_id)
+        if cache_key:
+            payload["prompt_cache_key"] = cache_key
+    for name in options.drop_params:
+        payload.pop(name, None)
 
     if stream:
         payload["stream"] = True
@@ -157,6 +193,46 @@ def translate_request(
         stop_sequences=stop_sequences,
         estimated_input_tokens=estimate,
     )
+
+
+def _reasoning(body: dict[str, Any], payload: dict[str, Any], options: TranslationOptions) -> None:
+    """Map thinking budget / output_config.effort onto the upstream's reasoning control."""
+    if options.reasoning_param == "none":
+        return
+    asked = requested_effort(body, options.budget_thresholds)
+    if asked is None:
+        return
+    effort = supported_effort(asked, options.efforts)
+    if options.reasoning_param == "reasoning_effort":
+        if effort is not None:
+            payload["reasoning_effort"] = effort
+    elif options.reasoning_param == "openrouter":
+        thinking = body.get("thinking")
+        budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+        if asked == "none":
+            payload["reasoning"] = {"effort": "none"}
+        elif isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
+            payload["reasoning"] = {"max_tokens": budget}
+        else:
+            payload["reasoning"] = {"effort": effort or asked}
+    elif options.reasoning_param == "deepseek":
+        payload["thinking"] = {"type": "disabled" if asked == "none" else "enabled"}
+        if effort is not None and asked != "none":
+            payload["reasoning_effort"] = effort
+    elif options.reasoning_param == "chat_template_kwargs":
+        payload["chat_template_kwargs"] = {"enable_thinking": asked != "none"}
+
+
+def _cache_key(body: dict[str, Any], session_id: str | None) -> str | None:
+    """A stable per-conversation key (≤ 64 chars, as OpenAI requires)."""
+    seed = session_id
+    if not seed:
+        metadata = body.get("metadata")
+        user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+        seed = user_id if isinstance(user_id, str) and user_id else None
+    if not seed:
+        return None
+    return "ccp-" + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def _stop_sequences(value: Any) -> list[str]:
@@ -212,6 +288,8 @@ class _MessageConverter:
         self.stats = stats
         self.out: list[dict[str, Any]] = []
         self.late_system: list[str] = []
+        # In-place system text that arrived between a tool call and its result.
+        self.deferred_system: list[str] = []
         # Upstream ids of the last assistant turn's tool calls still awaiting results.
         self.pending_calls: list[str] = []
         self.call_names: dict[str, str] = {}
@@ -233,7 +311,6 @@ class _MessageConverter:
             elif role == "assistant":
                 self._assistant(content, position)
             elif role in ("system", "developer"):
-                self._close_pending_calls()
                 self._system(_content_text(content, self.stats))
             else:
                 raise RequestValidationError(
@@ -246,13 +323,25 @@ class _MessageConverter:
             merged.insert(0, {"role": "system", "content": system})
         return merged
 
+    def _tool_id(self, anthropic_id: Any) -> str:
+        if self.options.tool_id_style == "mistral":
+            return mistral_tool_id(anthropic_id)
+        return upstream_tool_id(anthropic_id)
+
     def _system(self, text: str) -> None:
         if not text:
             return
-        if self.options.system_in_place:
-            self.out.append({"role": "system", "content": text})
-        else:
+        if not self.options.system_in_place:
             self.late_system.append(text)
+        elif self.pending_calls:
+            self.deferred_system.append(text)  # tool messages must follow their call first
+        else:
+            self.out.append({"role": "system", "content": text})
+
+    def _flush_deferred_system(self) -> None:
+        for text in self.deferred_system:
+            self.out.append({"role": "system", "content": text})
+        self.deferred_system = []
 
     def _close_pending_calls(self) -> None:
         """Answer tool calls the client never answered: upstreams reject dangling calls."""
@@ -265,6 +354,7 @@ class _MessageConverter:
                 }
             )
         self.pending_calls = []
+        self._flush_deferred_system()
 
     def _user(self, content: str | list[Any], position: int) -> None:
         if isinstance(content, str):
@@ -285,7 +375,7 @@ class _MessageConverter:
                 )
             kind = block.get("type")
             if kind == "tool_result":
-                call_id = upstream_tool_id(block.get("tool_use_id", ""))
+                call_id = self._tool_id(block.get("tool_use_id", ""))
                 text, images = self._tool_result_content(block)
                 if call_id in self.pending_calls and call_id not in results:
                     results[call_id] = {"role": "tool", "tool_call_id": call_id, "content": text}
@@ -314,6 +404,7 @@ class _MessageConverter:
                     }
                 self.out.append(message)
             self.pending_calls = []
+            self._flush_deferred_system()
         rest = result_images + orphan_texts + parts
         if rest:
             self.out.append({"role": "user", "content": _simplify(rest)})
@@ -431,7 +522,7 @@ class _MessageConverter:
             media_type = source.get("media_type") or "application/pdf"
             if not isinstance(data, str):
                 raise RequestValidationError("document block: base64 source needs data")
-            if media_type == "application/pdf" and self.options.pdf_as_file:
+            if media_type == "application/pdf" and self.options.pdf_as_file and _is_base64(data):
                 self.stats.text_chars += len(data) // 8
                 filename = (title or "document") + ".pdf"
                 file_part = {"file_data": f"data:{media_type};base64,{data}", "filename": filename}
@@ -455,6 +546,8 @@ class _MessageConverter:
             return
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
+        reasoning: list[str] = []
+        details: list[Any] = []
         for index, block in enumerate(content):
             if isinstance(block, str):
                 block = {"type": "text", "text": block}
@@ -474,7 +567,7 @@ class _MessageConverter:
                     raise RequestValidationError(
                         f"messages.{position}.content.{index}.name: a tool_use needs a name"
                     )
-                call_id = upstream_tool_id(block.get("id") or f"call_{position}_{index}")
+                call_id = self._tool_id(block.get("id") or f"call_{position}_{index}")
                 tool_input = block.get("input")
                 arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
                 self.stats.text_chars += len(arguments) + len(name)
@@ -487,7 +580,13 @@ class _MessageConverter:
                 )
                 self.call_names[call_id] = name
             elif kind in ("thinking", "redacted_thinking"):
-                continue  # Generic upstreams take no reasoning input.
+                if self.options.reasoning_echo != "none":
+                    state = decode_signature(block.get("signature"))
+                    thought = state.get("r") if state else block.get("thinking")
+                    if isinstance(thought, str) and thought:
+                        reasoning.append(thought)
+                    if state and isinstance(state.get("d"), list):
+                        details.extend(state["d"])
             else:
                 rendered = _render_block_as_text(block)
                 if rendered:
@@ -495,10 +594,24 @@ class _MessageConverter:
         if not texts and not calls:
             return
         message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) or None}
+        echo = self.options.reasoning_echo
+        if echo == "reasoning_details" and details:
+            message["reasoning_details"] = details
+        elif echo in ("reasoning_content", "reasoning") and (reasoning or calls):
+            # DeepSeek requires the field on tool-call turns; empty is its documented fallback.
+            message[echo] = "\n\n".join(reasoning)
         if calls:
             message["tool_calls"] = calls
             self.pending_calls = [c["id"] for c in calls]
         self.out.append(message)
+
+
+def _is_base64(data: str) -> bool:
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 def _decode_document(data: str, media_type: str) -> str:
@@ -618,7 +731,7 @@ def _join_content(first: Any, second: Any) -> Any:
     return as_parts
 
 
-def _tools(tools: Any, stats: _Stats) -> list[dict[str, Any]]:
+def _tools(tools: Any, stats: _Stats, options: TranslationOptions) -> list[dict[str, Any]]:
     if tools is None:
         return []
     if not isinstance(tools, list):
@@ -648,6 +761,8 @@ def _tools(tools: Any, stats: _Stats) -> list[dict[str, Any]]:
         else:
             logger.warning("tool %r of unknown type %r is not forwarded", name, kind)
             continue
+        if options.schema_dialect == "gemini":
+            schema = clean_schema(schema)
         function: dict[str, Any] = {"name": name, "parameters": schema}
         description = tool.get("description")
         if isinstance(description, str) and description:

@@ -7,10 +7,15 @@ from typing import Any
 import orjson
 
 from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
+from claude_code_proxy.translate.reasoning import (
+    PLAIN_SIGNATURE,
+    encode_signature,
+    split_think_tags,
+)
 from claude_code_proxy.translate.tool_args import parse_arguments
 from claude_code_proxy.translate.usage import anthropic_usage
 
-THINKING_SIGNATURE = "claude-code-proxy"
+THINKING_SIGNATURE = PLAIN_SIGNATURE
 
 
 def stop_reason(
@@ -61,6 +66,8 @@ def translate_completion(
     message_id: str | None = None,
     stop_sequences: list[str] | tuple[str, ...] = (),
     fallback_input_tokens: int = 0,
+    think_tags: bool = False,
+    stash_reasoning: bool = False,
 ) -> dict[str, Any]:
     """A non-streaming OpenAI response as an Anthropic `Message`."""
     choices = completion.get("choices")
@@ -73,9 +80,15 @@ def translate_completion(
 
     content: list[dict[str, Any]] = []
     thinking = reasoning_text(message)
-    if thinking:
-        content.append({"type": "thinking", "thinking": thinking, "signature": THINKING_SIGNATURE})
     text = content_text(message.get("content"))
+    if think_tags and not thinking:
+        thinking, text = split_think_tags(text)
+    details = message.get("reasoning_details")
+    details = details if isinstance(details, list) and details else None
+    if thinking or details:
+        signature = encode_signature(thinking, details) if stash_reasoning else THINKING_SIGNATURE
+        block = {"type": "thinking", "thinking": thinking, "signature": signature}
+        content.append(block)
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
         text = f"{text}\n\n{refusal}" if text else refusal

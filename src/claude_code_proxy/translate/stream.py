@@ -15,7 +15,12 @@ from typing import Any
 import orjson
 
 from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
-from claude_code_proxy.translate.response import THINKING_SIGNATURE, stop_reason
+from claude_code_proxy.translate.reasoning import (
+    PLAIN_SIGNATURE,
+    ThinkTagSplitter,
+    encode_signature,
+)
+from claude_code_proxy.translate.response import stop_reason
 from claude_code_proxy.translate.tool_args import JsonPrefixScanner, parse_arguments
 from claude_code_proxy.translate.usage import anthropic_usage
 
@@ -73,6 +78,8 @@ class StreamTranslator:
         input_tokens: int = 0,
         stop_sequences: list[str] | tuple[str, ...] = (),
         expect_usage: bool = True,
+        think_tags: bool = False,
+        stash_reasoning: bool = False,
     ) -> None:
         self.model = model
         self.message_id = message_id or new_message_id()
@@ -92,6 +99,10 @@ class StreamTranslator:
         self._last_call: _ToolCall | None = None
         self._queue: list[_ToolCall] = []
         self._saw_tool = False
+        self._splitter = ThinkTagSplitter() if think_tags else None
+        self._stash = stash_reasoning
+        self._thought: list[str] = []
+        self._details: list[Any] = []
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -141,11 +152,24 @@ class StreamTranslator:
         delta = choice.get("delta") or choice.get("message") or {}
         if isinstance(delta, dict):
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            details = delta.get("reasoning_details")
+            if isinstance(details, list) and details:
+                self._details.extend(details)
+                if not reasoning:
+                    reasoning = "".join(
+                        d.get("text") or d.get("summary") or ""
+                        for d in details
+                        if isinstance(d, dict)
+                        and isinstance(d.get("text") or d.get("summary") or "", str)
+                    )
             if isinstance(reasoning, str) and reasoning:
                 self._thinking(reasoning, out)
             content = delta.get("content")
             if isinstance(content, str) and content:
-                self._text(content, out)
+                if self._splitter is None:
+                    self._text(content, out)
+                else:
+                    self._split_content(content, out)
             refusal = delta.get("refusal")
             if isinstance(refusal, str) and refusal:
                 self._text(refusal, out)
@@ -212,7 +236,11 @@ class StreamTranslator:
             return
         index = self._next_index - 1
         if kind == THINKING:
-            delta = {"type": "signature_delta", "signature": THINKING_SIGNATURE}
+            signature = PLAIN_SIGNATURE
+            if self._stash:
+                signature = encode_signature("".join(self._thought), self._details or None)
+                self._thought, self._details = [], []
+            delta = {"type": "signature_delta", "signature": signature}
             out.append({"type": "content_block_delta", "index": index, "delta": delta})
         elif kind == TOOL and self._open_call is not None:
             self._finalize_arguments(self._open_call, index, out, cut=cut)
@@ -220,7 +248,15 @@ class StreamTranslator:
         self._open = None
         self._open_call = None
 
+    def _split_content(self, content: str, out: list[Event]) -> None:
+        assert self._splitter is not None
+        for kind, piece in self._splitter.feed(content):
+            (self._thinking if kind == "thinking" else self._text)(piece, out)
+
     def _close_all(self, out: list[Event]) -> None:
+        if self._splitter is not None:
+            for kind, piece in self._splitter.flush():
+                (self._thinking if kind == "thinking" else self._text)(piece, out)
         cut = self.finish_reason == "length"
         self._close_open(out, cut=cut)
         for call in self._queue:
@@ -236,6 +272,8 @@ class StreamTranslator:
             self._close_open(out, cut=False)
             self._start_block(THINKING, {"type": "thinking", "thinking": "", "signature": ""}, out)
         self.output_chars += len(text)
+        if self._stash:
+            self._thought.append(text)
         delta = {"type": "thinking_delta", "thinking": text}
         out.append({"type": "content_block_delta", "index": self._next_index - 1, "delta": delta})
 

@@ -1,0 +1,1 @@
+"""End-to-end tests with the real Claude Code CLI."""
