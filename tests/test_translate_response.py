@@ -11,7 +11,6 @@ import re
 from typing import Any
 
 import pytest
-from sse_validator import validate_anthropic_message, validate_anthropic_stream
 
 from claude_code_proxy.translate.response import (
     message_to_events,
@@ -20,6 +19,7 @@ from claude_code_proxy.translate.response import (
 )
 from claude_code_proxy.translate.tool_args import JsonPrefixScanner, parse_arguments
 from claude_code_proxy.translate.usage import anthropic_usage
+from sse_validator import validate_anthropic_message, validate_anthropic_stream
 
 CLIENT_MODEL = "claude-sonnet-4-5"
 TOOLU_RE = re.compile(r"^toolu_[A-Za-z0-9]+$")
@@ -106,7 +106,9 @@ def test_empty_text_is_omitted(content: Any) -> None:
 
 
 def test_text_content_given_as_parts() -> None:
-    data = completion({"content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]})
+    data = completion(
+        {"content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]}
+    )
     message = translate(data)
     assert message["content"] == [{"type": "text", "text": "Hello"}]
 
@@ -432,7 +434,11 @@ def test_usage_without_cache_details() -> None:
 
 def test_usage_never_negative() -> None:
     result = anthropic_usage(
-        {"prompt_tokens": 10, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 50}}
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 1,
+            "prompt_tokens_details": {"cached_tokens": 50},
+        }
     )
     assert result["input_tokens"] >= 0
 

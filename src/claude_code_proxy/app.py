@@ -25,7 +25,13 @@ from starlette.routing import Route
 from starlette.types import Send
 
 from claude_code_proxy import __version__
-from claude_code_proxy.asgi import CancelOnDisconnect, RequestIdMiddleware, send_json, start_sse
+from claude_code_proxy.asgi import (
+    CancelOnDisconnect,
+    EventSender,
+    RequestIdMiddleware,
+    send_json,
+    start_sse,
+)
 from claude_code_proxy.auth import upstream_key
 from claude_code_proxy.config import Settings
 from claude_code_proxy.models import ALIASES, map_model
@@ -315,7 +321,6 @@ class Proxy:
             if "json" in content_type and "event-stream" not in content_type:
                 await self._replay_json(send, response, translated, profile)
                 return
-            await start_sse(send)
             translator = StreamTranslator(
                 model=translated.client_model,
                 input_tokens=translated.estimated_input_tokens,
@@ -324,12 +329,24 @@ class Proxy:
                 think_tags=profile.think_tags,
                 stash_reasoning=profile.stash_reasoning,
             )
-            await _send_events(send, translator.start())
-            async for events in _translate_stream(response, translator):
-                await _send_events(send, events)
-            await send({"type": "http.response.body", "body": b""})
+            sender = EventSender(send, self.settings.ping_interval)
+            await sender.start(encode_events(translator.start()))
+            try:
+                async for events in _translate_stream(response, translator):
+                    await sender.write(encode_events(events))
+            except asyncio.CancelledError:
+                # Client gone (nothing to tell) or server shutting down: end the stream
+                # properly so a client still listening sees an error, not a cut.
+                if not translator.ended:
+                    events = translator.fail("overloaded_error", "the proxy is shutting down")
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(sender.close(encode_events(events)), 1.0)
+                raise
+            finally:
+                sender.stop_pings()
+            await sender.close()
         finally:
-            response.close()
+            response.release()
 
     async def _replay_json(
         self,
@@ -348,11 +365,6 @@ class Proxy:
         await send(
             {"type": "http.response.body", "body": encode_events(message_to_events(message))}
         )
-
-
-async def _send_events(send: Send, events: list[dict[str, Any]]) -> None:
-    if events:
-        await send({"type": "http.response.body", "body": encode_events(events), "more_body": True})
 
 
 async def _translate_stream(

@@ -95,3 +95,59 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+PING_EVENT = b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+class EventSender:
+    """Writes SSE bytes to the client and keeps the connection alive during silence.
+
+    While the upstream is quiet (a reasoning model thinking before its first token) a
+    `ping` event goes out every `interval` seconds, so clients and proxies in between
+    do not drop the connection. A lock keeps pings from landing after the final event.
+    """
+
+    def __init__(self, send: Send, interval: float) -> None:
+        self._send = send
+        self._interval = interval
+        self._lock = asyncio.Lock()
+        self._last = 0.0
+        self._closed = False
+        self._pinger: asyncio.Task[None] | None = None
+
+    async def start(self, first: bytes) -> None:
+        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await self.write(first)
+        if self._interval > 0:
+            self._pinger = asyncio.ensure_future(self._keep_alive())
+
+    async def write(self, data: bytes) -> None:
+        async with self._lock:
+            if self._closed:
+                return
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+            self._last = asyncio.get_running_loop().time()
+
+    async def close(self, final: bytes = b"") -> None:
+        """Send the last bytes and end the response; later writes and pings are dropped."""
+        if self._pinger is not None:
+            self._pinger.cancel()
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            await self._send({"type": "http.response.body", "body": final, "more_body": False})
+
+    def stop_pings(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+
+    async def _keep_alive(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            wait = self._last + self._interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            await self.write(PING_EVENT)

@@ -42,6 +42,7 @@ class Settings:
     max_retries: int = 2
     retry_after_max: float = 10.0
     provider_profiles: str | None = None
+    ping_interval: float = 10.0
 
     @property
     def dynamic_keys(self) -> bool:
@@ -85,6 +86,7 @@ class Settings:
             ),
             retry_after_max=_float(get("RETRY_AFTER_MAX"), "RETRY_AFTER_MAX", cls.retry_after_max),
             provider_profiles=get("PROVIDER_PROFILES"),
+            ping_interval=_float(get("PING_INTERVAL"), "PING_INTERVAL", cls.ping_interval),
         )
         settings.check_exposure()
         return settings
