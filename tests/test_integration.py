@@ -176,33 +176,29 @@ def test_streaming_text_reply(proxy: ProxyHandle, mock_upstream: MockUpstream) -
     assert stream.usage["input_tokens"] == 10
 
 
+MODEL_MAP = [
+    ("claude-3-5-haiku-20241022", "gpt-small"),
+    ("claude-haiku-4-5", "gpt-small"),
+    ("claude-sonnet-4-5-20250929", "gpt-middle"),
+    ("claude-opus-4-1", "gpt-big"),
+    ("claude-opus-5-5", "gpt-big"),
+]
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-@pytest.mark.parametrize(
-    ("client_model", "upstream_model"),
-    [
-        ("claude-3-5-haiku-20241022", "gpt-small"),
-        ("claude-haiku-4-5", "gpt-small"),
-        ("claude-sonnet-4-5-20250929", "gpt-middle"),
-        ("claude-opus-4-1", "gpt-big"),
-        ("claude-opus-5-5", "gpt-big"),
-    ],
-)
 def test_model_mapping_and_echo(
-    proxy: ProxyHandle,
-    mock_upstream: MockUpstream,
-    client_model: str,
-    upstream_model: str,
-    stream: bool,
+    proxy: ProxyHandle, mock_upstream: MockUpstream, stream: bool
 ) -> None:
-    resp = post(proxy, make_body(client_model, stream=stream))
-    if stream:
-        validated = expect_stream(resp)
-        assert validated.message is not None
-        model = validated.message["model"]
-    else:
-        model = expect_message(resp)["model"]
-    assert model == client_model
-    assert mock_upstream.last_request.json["model"] == upstream_model
+    for client_model, upstream_model in MODEL_MAP:
+        resp = post(proxy, make_body(client_model, stream=stream))
+        if stream:
+            validated = expect_stream(resp)
+            assert validated.message is not None
+            model = validated.message["model"]
+        else:
+            model = expect_message(resp)["model"]
+        assert model == client_model
+        assert mock_upstream.last_request.json["model"] == upstream_model, client_model
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
@@ -311,33 +307,28 @@ def test_thinking_stream_through_proxy(proxy: ProxyHandle, mock_upstream: MockUp
 # ------------------------------------------------------------------------------------------
 
 
+UPSTREAM_ERRORS = [
+    (400, "invalid_request_error", 400, "invalid_request_error"),
+    (401, "invalid_api_key", 401, "authentication_error"),
+    (403, "permission_denied", 403, "permission_error"),
+    (404, "model_not_found", 404, "not_found_error"),
+    (429, "rate_limit_exceeded", 429, "rate_limit_error"),
+    (500, "server_error", 500, "api_error"),
+]
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-@pytest.mark.parametrize(
-    ("upstream_status", "upstream_type", "status", "error_type"),
-    [
-        (400, "invalid_request_error", 400, "invalid_request_error"),
-        (401, "invalid_api_key", 401, "authentication_error"),
-        (403, "permission_denied", 403, "permission_error"),
-        (404, "model_not_found", 404, "not_found_error"),
-        (429, "rate_limit_exceeded", 429, "rate_limit_error"),
-        (500, "server_error", 500, "api_error"),
-    ],
-)
 def test_upstream_http_errors_keep_their_status(
-    proxy: ProxyHandle,
-    mock_upstream: MockUpstream,
-    stream: bool,
-    upstream_status: int,
-    upstream_type: str,
-    status: int,
-    error_type: str,
+    proxy: ProxyHandle, mock_upstream: MockUpstream, stream: bool
 ) -> None:
-    message = f"upstream refuses this request (HTTP {upstream_status})"
-    mock_upstream.enqueue(error_response(upstream_status, message, upstream_type))
-    resp = post(proxy, make_body(stream=stream))
-    err = expect_error(resp, status, error_type)
-    assert message in err["message"]
-    assert len(mock_upstream.chat_requests) == 1, "4xx/500 must not be retried"
+    for upstream_status, upstream_type, status, error_type in UPSTREAM_ERRORS:
+        mock_upstream.reset()
+        message = f"upstream refuses this request (HTTP {upstream_status})"
+        mock_upstream.enqueue(error_response(upstream_status, message, upstream_type))
+        resp = post(proxy, make_body(stream=stream))
+        err = expect_error(resp, status, error_type)
+        assert message in err["message"]
+        assert len(mock_upstream.chat_requests) == 1, f"{upstream_status} must not be retried"
 
 
 @pytest.mark.parametrize(
@@ -477,43 +468,37 @@ def test_anthropic_api_key_accepted_from_either_header(
     assert PROXY_SECRET not in json.dumps(sent.headers)
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"x-api-key": "wrong"},
-        {"authorization": "Bearer wrong"},
-        {"authorization": PROXY_SECRET},  # no Bearer scheme
-        {"x-api-key": PROXY_SECRET + "x"},
-    ],
-    ids=["none", "wrong-x-api-key", "wrong-bearer", "no-scheme", "prefix-only"],
-)
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("POST", "/v1/messages"),
-        ("POST", "/v1/messages?beta=true"),
-        ("POST", "/v1/messages/count_tokens"),
-        ("GET", "/v1/models"),
-    ],
-)
+BAD_CREDENTIALS = [
+    {},
+    {"x-api-key": "wrong"},
+    {"authorization": "Bearer wrong"},
+    {"authorization": PROXY_SECRET},  # no Bearer scheme
+    {"x-api-key": PROXY_SECRET + "x"},
+    {"x-api-key": PROXY_SECRET[:-1]},
+]
+GUARDED_ROUTES = [
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages?beta=true"),
+    ("POST", "/v1/messages/count_tokens"),
+    ("GET", "/v1/models"),
+]
+
+
 def test_anthropic_api_key_rejects_other_clients(
-    proxy_factory: ProxyFactory,
-    mock_upstream: MockUpstream,
-    headers: dict[str, str],
-    method: str,
-    path: str,
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:
     proxy = proxy_factory(ANTHROPIC_API_KEY=PROXY_SECRET)
-    resp = httpx.request(
-        method,
-        proxy.url(path),
-        json=make_body(stream=True) if method == "POST" else None,
-        headers={"anthropic-version": "2023-06-01", **headers},
-        timeout=TIMEOUT,
-    )
-    err = expect_error(resp, 401, "authentication_error")
-    assert PROXY_SECRET not in err["message"]
+    for method, path in GUARDED_ROUTES:
+        for headers in BAD_CREDENTIALS:
+            resp = httpx.request(
+                method,
+                proxy.url(path),
+                json=make_body(stream=True) if method == "POST" else None,
+                headers={"anthropic-version": "2023-06-01", **headers},
+                timeout=TIMEOUT,
+            )
+            err = expect_error(resp, 401, "authentication_error")
+            assert PROXY_SECRET not in err["message"]
     assert mock_upstream.requests == [], "the upstream must never be called"
 
 
@@ -720,13 +705,10 @@ def test_test_connection_reports_upstream_failure(
     assert UPSTREAM_KEY not in resp.text
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [("GET", "/nope"), ("POST", "/v1/complete"), ("GET", "/v1/messages/batches/x")],
-)
-def test_unknown_route_is_anthropic_404(proxy: ProxyHandle, method: str, path: str) -> None:
-    resp = httpx.request(method, proxy.url(path), headers=client_headers(), timeout=TIMEOUT)
-    expect_error(resp, 404, "not_found_error")
+def test_unknown_route_is_anthropic_404(proxy: ProxyHandle) -> None:
+    for method, path in [("GET", "/nope"), ("POST", "/v1/complete"), ("GET", "/v1/batches/x")]:
+        resp = httpx.request(method, proxy.url(path), headers=client_headers(), timeout=TIMEOUT)
+        expect_error(resp, 404, "not_found_error")
 
 
 def test_wrong_method_is_anthropic_error(proxy: ProxyHandle) -> None:
@@ -736,33 +718,27 @@ def test_wrong_method_is_anthropic_error(proxy: ProxyHandle) -> None:
     validate_anthropic_error(resp.content)
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        b"{not json",
-        b"",
-        b"[1, 2]",
-        {"max_tokens": 10, "messages": [{"role": "user", "content": "x"}]},
-        {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "x"}]},
-        {"model": "claude-sonnet-4-5", "max_tokens": 10},
-        {"model": "claude-sonnet-4-5", "max_tokens": "ten", "messages": []},
-        {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": "hi"},
-    ],
-    ids=[
-        "bad-json",
-        "empty",
-        "array",
-        "no-model",
-        "no-max_tokens",
-        "no-messages",
-        "max_tokens-string",
-        "messages-string",
-    ],
-)
+INVALID_BODIES: list[Any] = [
+    b"{not json",
+    b"",
+    b"[1, 2]",
+    {"max_tokens": 10, "messages": [{"role": "user", "content": "x"}]},
+    {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "x"}]},
+    {"model": "claude-sonnet-4-5", "max_tokens": 10},
+    {"model": "claude-sonnet-4-5", "max_tokens": "ten", "messages": []},
+    {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": "hi"},
+    {"model": "", "max_tokens": 10, "messages": []},
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_invalid_requests_are_400(
-    proxy: ProxyHandle, mock_upstream: MockUpstream, payload: Any
+    proxy: ProxyHandle, mock_upstream: MockUpstream, stream: bool
 ) -> None:
-    expect_error(post(proxy, payload), 400, "invalid_request_error")
+    for payload in INVALID_BODIES:
+        if stream and isinstance(payload, dict):
+            payload = {**payload, "stream": True}
+        expect_error(post(proxy, payload), 400, "invalid_request_error")
     assert mock_upstream.requests == []
 
 

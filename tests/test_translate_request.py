@@ -1195,6 +1195,27 @@ def test_distinct_awkward_ids_stay_distinct() -> None:
     assert [t["tool_call_id"] for t in tools] == [c["id"] for c in calls]
 
 
+def test_mistral_tool_ids_are_nine_alphanumerics_and_consistent() -> None:
+    # C.9: Mistral rejects any tool call id that is not exactly 9 characters [a-zA-Z0-9].
+    ids = ["toolu_01HkR4mZq8VtN2cYwXb7LpQe", "toolu_01NRLabsLyVHZPKxbKvkfSMn", "functions.a:0"]
+    conversation = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [tool_use(i) for i in ids]},
+        {"role": "user", "content": [tool_result(i, f"r{n}") for n, i in enumerate(ids)]},
+    ]
+    options = TranslationOptions(tool_id_style="mistral")
+    messages = messages_of(copy.deepcopy(conversation), options=options)
+    calls = messages[1]["tool_calls"]
+    for call in calls:
+        assert re.fullmatch(r"[A-Za-z0-9]{9}", call["id"]), call["id"]
+    assert len({c["id"] for c in calls}) == len(ids)
+    tools = tool_messages_after_assistant(messages)
+    assert [t["tool_call_id"] for t in tools] == [c["id"] for c in calls]
+    assert [t["content"] for t in tools] == ["r0", "r1", "r2"]
+    again = messages_of(copy.deepcopy(conversation), options=options)
+    assert [c["id"] for c in again[1]["tool_calls"]] == [c["id"] for c in calls]
+
+
 # ------------------------------------------------------------------------------------------
 # tools and tool_choice (A.7, E.1)
 # ------------------------------------------------------------------------------------------
@@ -1280,6 +1301,55 @@ def test_text_editor_client_tool_is_synthesized(tool_type: str) -> None:
     assert {"view", "create", "str_replace", "insert"} <= set(
         schema["properties"]["command"]["enum"]
     )
+
+
+def walk(node: Any) -> list[dict[str, Any]]:
+    """Every object inside a JSON value."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        found.append(node)
+        for value in node.values():
+            found.extend(walk(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(walk(value))
+    return found
+
+
+def test_gemini_schema_dialect_strips_unsupported_keywords() -> None:
+    # C.7: `$schema`, `additionalProperties`, `propertyNames`, `const`, `$ref`/`$defs` make
+    # Gemini answer 400; sanitize recursively, inline `$ref`, `const` → one-value `enum`.
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {
+            "status": {"anyOf": [{"const": "open"}, {"const": "done"}]},
+            "metadata": {
+                "type": "object",
+                "propertyNames": {"pattern": "^[a-z]+$"},
+                "additionalProperties": {},
+            },
+            "item": {"$ref": "#/$defs/Item"},
+        },
+        "required": ["status"],
+        "additionalProperties": False,
+        "$defs": {"Item": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+    }
+    payload = payload_of(
+        body(tools=[{"name": "TaskUpdate", "input_schema": copy.deepcopy(schema)}]),
+        schema_dialect="gemini",
+    )
+    params = payload["tools"][0]["function"]["parameters"]
+    forbidden = {"$schema", "additionalProperties", "propertyNames", "const", "$ref", "$defs"}
+    for node in walk(params):
+        assert not forbidden & set(node), node
+    assert params["type"] == "object"
+    assert params["required"] == ["status"]
+    assert params["properties"]["item"]["properties"]["n"]["type"] == "integer"
+    assert [branch["enum"] for branch in params["properties"]["status"]["anyOf"]] == [
+        ["open"],
+        ["done"],
+    ]
 
 
 def test_empty_tools_list_sends_no_tools_and_no_tool_choice() -> None:

@@ -22,7 +22,7 @@ from claude_code_proxy.translate.usage import anthropic_usage
 from sse_validator import validate_anthropic_message, validate_anthropic_stream
 
 CLIENT_MODEL = "claude-sonnet-4-5"
-TOOLU_RE = re.compile(r"^toolu_[A-Za-z0-9]+$")
+TOOLU_RE = re.compile(r"^toolu_[A-Za-z0-9]{24}$")  # A.14: toolu_ + 24 base62
 ANTHROPIC_TOOL_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -238,8 +238,20 @@ def test_unrepairable_arguments_are_never_silently_empty(garbage: str) -> None:
     assert garbage in json.dumps(parsed) or garbage in parsed.values()
 
 
-def test_concatenated_objects_keep_the_first_call_arguments() -> None:
-    assert parse_arguments('{"a": 1}{"b": 2}') == {"a": 1}
+def test_two_concatenated_objects_become_two_tool_calls() -> None:
+    # E.3 parse_object: "two concatenated objects → split into two tool calls".
+    data = completion(
+        {"tool_calls": [call("Read", '{"file_path": "/a"}{"file_path": "/b"}')]},
+        finish_reason="tool_calls",
+    )
+    message = translate(data)
+    validate_anthropic_message(message)
+    blocks = [b for b in message["content"] if b["type"] == "tool_use"]
+    assert [(b["name"], b["input"]) for b in blocks] == [
+        ("Read", {"file_path": "/a"}),
+        ("Read", {"file_path": "/b"}),
+    ]
+    assert len({b["id"] for b in blocks}) == 2
 
 
 def test_repaired_arguments_survive_the_stream_replay() -> None:
@@ -286,6 +298,17 @@ def test_reasoning_content_wins_over_reasoning() -> None:
 def test_empty_reasoning_gives_no_thinking_block() -> None:
     message = translate(completion({"reasoning_content": "", "content": "answer"}))
     assert [b["type"] for b in message["content"]] == ["text"]
+
+
+def test_think_tags_are_split_into_a_thinking_block() -> None:
+    # E.3: reasoning ?? (<think>…</think> extracted from content), for raw-format servers.
+    data = completion({"content": "<think>Plan the answer.</think>The answer is 4."})
+    message = translate(data, think_tags=True)
+    validate_anthropic_message(message)
+    assert [b["type"] for b in message["content"]] == ["thinking", "text"]
+    assert message["content"][0]["thinking"].strip() == "Plan the answer."
+    assert message["content"][1]["text"].strip() == "The answer is 4."
+    assert "<think>" not in json.dumps(message)
 
 
 def test_refusal_is_emitted_as_text() -> None:

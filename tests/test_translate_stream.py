@@ -462,3 +462,15 @@ def test_every_encoded_event_names_its_type() -> None:
     for record in raw.decode().strip().split("\n\n"):
         event_line, data_line = record.split("\n")
         assert event_line == "event: " + json.loads(data_line.removeprefix("data: "))["type"]
+
+
+def test_glued_different_objects_become_separate_calls() -> None:
+    stream = validated(
+        [
+            delta(tool_calls=[call(0, id="c", name="Read", args='{"file_path": "/a"}')]),
+            delta(tool_calls=[call(0, args='{"file_path": "/b"}')]),
+            finish("tool_calls"),
+        ]
+    )
+    assert [t["input"] for t in stream.tool_uses] == [{"file_path": "/a"}, {"file_path": "/b"}]
+    assert all(t["name"] == "Read" for t in stream.tool_uses)

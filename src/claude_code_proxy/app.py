@@ -1,8 +1,8 @@
-"""The ASGI application: routes, auth, and the streaming/non-streaming exchange.
+"""The ASGI application: routes, auth and wiring.
 
 Request flow: client request → auth → translate request → upstream → translate
 response or stream → client. Translation lives in `translate/`, upstream I/O in
-`upstream.py`; this module only wires them together.
+`upstream.py`, the messages exchange in `exchange.py`; this module wires them.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,38 +26,32 @@ from starlette.routing import Route
 from starlette.types import Send
 
 from claude_code_proxy import __version__
-from claude_code_proxy.asgi import (
-    CancelOnDisconnect,
-    EventSender,
-    RequestIdMiddleware,
-    send_json,
-    start_sse,
-)
-from claude_code_proxy.auth import upstream_key
+from claude_code_proxy.asgi import CancelOnDisconnect, RequestIdMiddleware, start_sse
+from claude_code_proxy.auth import client_key, upstream_key
+from claude_code_proxy.capture import Capture
 from claude_code_proxy.config import Settings
+from claude_code_proxy.exchange import Exchange
+from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.models import ALIASES, map_model
+from claude_code_proxy.observe import RequestRecord, finish
+from claude_code_proxy.pool import key_id
 from claude_code_proxy.providers import CapabilityTable, Profile
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
 from claude_code_proxy.translate.ids import new_message_id
 from claude_code_proxy.translate.request import TranslatedRequest, translate_request
-from claude_code_proxy.translate.response import message_to_events, translate_completion
-from claude_code_proxy.translate.sse import SSEDecoder, encode_events
-from claude_code_proxy.translate.stream import StreamTranslator
+from claude_code_proxy.translate.response import message_to_events
+from claude_code_proxy.translate.sse import encode_events
 from claude_code_proxy.upstream import Upstream
 
 logger = logging.getLogger(__name__)
-
-# After the finish chunk, how long to wait for the trailing usage chunk or [DONE].
-FINISH_GRACE_SECONDS = 3.0
-DRAIN_SECONDS = 0.5
 
 
 def _json_error(error: ProxyError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
-async def read_json_body(request: Request, limit: int) -> Any:
-    """The request body as JSON, capped in size; Anthropic-shaped 4xx otherwise."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw request body, capped in size (413 beyond the cap)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise ProxyError(413, "request_too_large", f"request body exceeds {limit} bytes")
@@ -67,7 +62,10 @@ async def read_json_body(request: Request, limit: int) -> Any:
         if size > limit:
             raise ProxyError(413, "request_too_large", f"request body exceeds {limit} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise ProxyError(400, "invalid_request_error", "request body is empty: expected JSON")
     try:
@@ -79,12 +77,18 @@ async def read_json_body(request: Request, limit: int) -> Any:
 
 
 class Proxy:
-    """Holds the settings and the upstream; its methods are the route endpoints."""
+    """Holds the settings, upstream, metrics and capture; its methods are the endpoints."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics()
         self.table = CapabilityTable.from_file(settings.provider_profiles)
-        self.upstream = Upstream(settings, self.table)
+        self.upstream = Upstream(settings, self.table, self.metrics)
+        secrets = [s for s in (settings.openai_api_key, settings.anthropic_api_key) if s]
+        self.capture = (
+            Capture(settings.capture_dir, secrets=secrets) if settings.capture_dir else None
+        )
+        self.json_logs = settings.log_format == "json"
 
     # ------------------------------------------------------------------ routes
 
@@ -96,26 +100,58 @@ class Proxy:
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "healthy", "version": __version__})
 
+    async def metrics_endpoint(self, request: Request) -> Response:
+        if self.settings.metrics_require_auth:
+            try:
+                upstream_key(request.headers, self.settings)
+            except ProxyError as error:
+                return _json_error(error)
+        body, content_type = self.metrics.exposition()
+        return Response(body, media_type=content_type)
+
     async def messages(self, request: Request) -> Response | CancelOnDisconnect:
+        record = RequestRecord(_request_id(request), "messages")
+        capture = None
         try:
             key = upstream_key(request.headers, self.settings)
-            body = await read_json_body(request, self.settings.max_request_bytes)
+            record.client = key_id(client_key(request.headers) or key)
+            raw = await read_body(request, self.settings.max_request_bytes)
+            if self.capture is not None:
+                capture = self.capture.session(record.request_id, [key])
+                capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
+            body = parse_json(raw)
             session = request.headers.get("x-claude-code-session-id")
-            translated, profile = self._translate(body, session)
+            translated, profile = self._translate(body, session, record)
         except ProxyError as error:
+            record.status, record.error_type = error.status, error.error_type
+            finish(record, self.metrics, json_logs=self.json_logs)
+            if capture is not None:
+                capture.add("4-client-response", orjson.dumps(error.body()))
+                await capture.write()
             return _json_error(error)
         if translated.max_tokens == 0:
+            record.status = 200
+            finish(record, self.metrics, json_logs=self.json_logs)
             return self._empty_reply(translated)
-        if translated.stream:
-            return CancelOnDisconnect(lambda send: self._stream(send, translated, profile, key))
-        return CancelOnDisconnect(lambda send: self._complete(send, translated, profile, key))
+        exchange = Exchange(
+            settings=self.settings,
+            upstream=self.upstream,
+            metrics=self.metrics,
+            record=record,
+            translated=translated,
+            profile=profile,
+            key=key,
+            capture=capture,
+        )
+        return CancelOnDisconnect(exchange.run)
 
     async def count_tokens(self, request: Request) -> Response:
         from claude_code_proxy.tokens import count_request_tokens
 
+        record = RequestRecord(_request_id(request), "count_tokens")
         try:
             upstream_key(request.headers, self.settings)
-            body = await read_json_body(request, self.settings.max_request_bytes)
+            body = parse_json(await read_body(request, self.settings.max_request_bytes))
             if not isinstance(body, dict):
                 raise ProxyError(400, "invalid_request_error", "request body must be a JSON object")
             if not isinstance(body.get("model"), str) or not body["model"]:
@@ -123,8 +159,16 @@ class Proxy:
             if not isinstance(body.get("messages"), list):
                 raise ProxyError(400, "invalid_request_error", "messages: field required")
         except ProxyError as error:
+            record.status, record.error_type = error.status, error.error_type
+            finish(record, self.metrics, json_logs=self.json_logs)
             return _json_error(error)
+        record.client_model = body["model"]
+        record.upstream_model = map_model(body["model"], self.settings)
         count = await asyncio.get_running_loop().run_in_executor(None, count_request_tokens, body)
+        record.status, record.input_tokens = 200, count
+        finish(record, None, json_logs=self.json_logs)
+        if self.metrics:
+            self.metrics.requests.labels("count_tokens", record.upstream_model, "200").inc()
         return JSONResponse({"input_tokens": count})
 
     async def list_models(self, request: Request) -> Response:
@@ -176,11 +220,12 @@ class Proxy:
                 options.max_tokens_field: 16,
             }
             started = time.perf_counter()
-            response = await self.upstream.post_chat(payload, key)
-            try:
-                data = orjson.loads(await response.read())
-            finally:
-                response.release()
+            async with self.upstream.lease(key) as session:
+                response = await self.upstream.post_chat(session, payload, key)
+                try:
+                    data = orjson.loads(await response.read())
+                finally:
+                    response.release()
         except ProxyError as error:
             return JSONResponse(
                 {"status": "failed", **error.body()},
@@ -224,9 +269,15 @@ class Proxy:
                 )
         return entries
 
-    def _translate(self, body: Any, session: str | None) -> tuple[TranslatedRequest, Profile]:
+    def _translate(
+        self, body: Any, session: str | None, record: RequestRecord
+    ) -> tuple[TranslatedRequest, Profile]:
         model = body.get("model") if isinstance(body, dict) else None
         upstream_model = map_model(model, self.settings) if isinstance(model, str) else ""
+        record.client_model, record.upstream_model = (
+            model if isinstance(model, str) else "",
+            upstream_model,
+        )
         profile = self.table.profile(self.settings.openai_base_url, upstream_model)
         options = profile.options(max_tokens_limit=self.settings.max_tokens_limit)
         try:
@@ -235,6 +286,7 @@ class Proxy:
             )
         except RequestValidationError as exc:
             raise ProxyError(400, "invalid_request_error", str(exc)) from None
+        record.stream = translated.stream
         return translated, profile
 
     def _empty_reply(self, translated: TranslatedRequest) -> Response | CancelOnDisconnect:
@@ -264,166 +316,18 @@ class Proxy:
 
         return CancelOnDisconnect(work)
 
-    async def _complete(
-        self, send: Send, translated: TranslatedRequest, profile: Profile, key: str
-    ) -> None:
-        try:
-            response = await self.upstream.post_chat(translated.payload, key)
-            try:
-                raw = await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise ProxyError(
-                    502, "api_error", f"upstream response broke off: {exc!r}"
-                ) from None
-            finally:
-                response.release()
-            message = self._message_from_body(raw, translated, profile)
-        except ProxyError as error:
-            await send_json(send, error.status, error.body(), error.headers)
-            return
-        await send_json(send, 200, message)
 
-    def _message_from_body(
-        self, raw: bytes, translated: TranslatedRequest, profile: Profile
-    ) -> dict[str, Any]:
-        try:
-            completion = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ProxyError(
-                502, "api_error", "upstream returned a body that is not JSON"
-            ) from None
-        if not isinstance(completion, dict):
-            raise ProxyError(502, "api_error", "upstream returned JSON that is not an object")
-        if completion.get("error") and not completion.get("choices"):
-            error = completion["error"]
-            message = error.get("message") if isinstance(error, dict) else error
-            raise ProxyError(502, "api_error", f"upstream error: {message}")
-        return translate_completion(
-            completion,
-            client_model=translated.client_model,
-            stop_sequences=translated.stop_sequences,
-            fallback_input_tokens=translated.estimated_input_tokens,
-            think_tags=profile.think_tags,
-            stash_reasoning=profile.stash_reasoning,
-        )
-
-    async def _stream(
-        self, send: Send, translated: TranslatedRequest, profile: Profile, key: str
-    ) -> None:
-        try:
-            response = await self.upstream.post_chat(translated.payload, key)
-        except ProxyError as error:
-            # Nothing was sent yet: the client gets the real status and can retry.
-            await send_json(send, error.status, error.body(), error.headers)
-            return
-        try:
-            content_type = response.headers.get("content-type", "")
-            if "json" in content_type and "event-stream" not in content_type:
-                await self._replay_json(send, response, translated, profile)
-                return
-            translator = StreamTranslator(
-                model=translated.client_model,
-                input_tokens=translated.estimated_input_tokens,
-                stop_sequences=translated.stop_sequences,
-                expect_usage="stream_options" in translated.payload,
-                think_tags=profile.think_tags,
-                stash_reasoning=profile.stash_reasoning,
-            )
-            sender = EventSender(send, self.settings.ping_interval)
-            await sender.start(encode_events(translator.start()))
-            try:
-                async for events in _translate_stream(response, translator):
-                    await sender.write(encode_events(events))
-            except asyncio.CancelledError:
-                # Client gone (nothing to tell) or server shutting down: end the stream
-                # properly so a client still listening sees an error, not a cut.
-                if not translator.ended:
-                    events = translator.fail("overloaded_error", "the proxy is shutting down")
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(sender.close(encode_events(events)), 1.0)
-                raise
-            finally:
-                sender.stop_pings()
-            await sender.close()
-        finally:
-            response.release()
-
-    async def _replay_json(
-        self,
-        send: Send,
-        response: aiohttp.ClientResponse,
-        translated: TranslatedRequest,
-        profile: Profile,
-    ) -> None:
-        """The upstream ignored `stream: true` and answered JSON: stream that message."""
-        try:
-            message = self._message_from_body(await response.read(), translated, profile)
-        except ProxyError as error:
-            await send_json(send, error.status, error.body(), error.headers)
-            return
-        await start_sse(send)
-        await send(
-            {"type": "http.response.body", "body": encode_events(message_to_events(message))}
-        )
+def _request_id(request: Request) -> str:
+    state = request.scope.get("state") or {}
+    request_id = state.get("request_id")
+    return request_id if isinstance(request_id, str) else "req_unknown"
 
 
-async def _translate_stream(
-    response: aiohttp.ClientResponse, translator: StreamTranslator
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """Read upstream SSE and yield Anthropic events; always ends with stop or error."""
-    decoder = SSEDecoder()
-    content = response.content
-    saw_done = False
+def _raw_json(raw: bytes) -> Any:
     try:
-        while not translator.ended:
-            if translator.finish_reason is None:
-                raw = await content.readany()
-            else:
-                raw = await asyncio.wait_for(content.readany(), FINISH_GRACE_SECONDS)
-            payloads = decoder.feed(raw) if raw else decoder.flush()
-            events: list[dict[str, Any]] = []
-            for payload in payloads:
-                if payload == b"[DONE]":
-                    saw_done = True
-                    break
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    preview = payload[:200].decode("utf-8", "replace")
-                    events += translator.fail(
-                        "api_error", f"upstream sent a malformed chunk: {preview}"
-                    )
-                    break
-                events += translator.feed(chunk)
-                if translator.ended:
-                    break
-            if not translator.ended and (saw_done or not raw or translator.complete):
-                if saw_done or translator.finish_reason is not None:
-                    events += translator.finish()
-                else:
-                    events += translator.fail(
-                        "api_error", "upstream closed the stream before the response was complete"
-                    )
-            if events:
-                yield events
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        if translator.finish_reason is not None:
-            yield translator.finish()
-        else:
-            yield translator.fail("timeout_error", "upstream stopped sending (REQUEST_TIMEOUT)")
-        return
-    except aiohttp.ClientError as exc:
-        if translator.finish_reason is not None:
-            yield translator.finish()
-        else:
-            yield translator.fail(
-                "api_error", f"upstream connection dropped mid-stream ({type(exc).__name__})"
-            )
-        return
-    if not saw_done:
-        # Let a finished connection return to the pool when [DONE] is already on its way.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(content.readany(), DRAIN_SECONDS)
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -456,6 +360,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/", proxy.root, methods=["GET", "HEAD"]),
         Route("/health", proxy.health, methods=["GET", "HEAD"]),
+        Route("/metrics", proxy.metrics_endpoint, methods=["GET"]),
         Route("/test-connection", proxy.test_connection, methods=["GET"]),
         Route("/v1/messages", proxy.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", proxy.count_tokens, methods=["POST"]),
@@ -470,3 +375,12 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.proxy = proxy
     return app
+
+
+def create_app_from_env() -> Starlette:
+    """App factory for `uvicorn --factory` and multi-worker runs: settings from the environment."""
+    from claude_code_proxy.config import configure_logging
+
+    settings = Settings.from_env(os.environ)
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
+import re
 from collections.abc import Mapping
 
 from claude_code_proxy.config import Settings
@@ -51,4 +53,16 @@ def upstream_key(headers: Mapping[str, str], settings: Settings) -> str:
             "missing API key: this proxy runs without OPENAI_API_KEY, so each client "
             "must send its own upstream key (x-api-key or Authorization: Bearer)",
         )
+    if not _key_pattern(settings.client_key_pattern).search(key):
+        raise ProxyError(
+            401,
+            "authentication_error",
+            "this key cannot be an upstream key (it does not match CLIENT_KEY_PATTERN; "
+            "set CLIENT_KEY_PATTERN=any for providers such as Ollama)",
+        )
     return key
+
+
+@functools.lru_cache(maxsize=8)
+def _key_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)

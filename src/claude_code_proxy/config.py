@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +44,12 @@ class Settings:
     retry_after_max: float = 10.0
     provider_profiles: str | None = None
     ping_interval: float = 10.0
+    max_clients: int = 50
+    client_idle_timeout: float = 3600.0
+    client_key_pattern: str = r"^sk-\S+$"
+    log_format: str = "text"
+    capture_dir: str | None = None
+    metrics_require_auth: bool = False
 
     @property
     def dynamic_keys(self) -> bool:
@@ -87,6 +94,14 @@ class Settings:
             retry_after_max=_float(get("RETRY_AFTER_MAX"), "RETRY_AFTER_MAX", cls.retry_after_max),
             provider_profiles=get("PROVIDER_PROFILES"),
             ping_interval=_float(get("PING_INTERVAL"), "PING_INTERVAL", cls.ping_interval),
+            max_clients=_int(get("MAX_CLIENTS"), "MAX_CLIENTS", default=cls.max_clients, low=1),
+            client_idle_timeout=_float(
+                get("CLIENT_IDLE_TIMEOUT"), "CLIENT_IDLE_TIMEOUT", cls.client_idle_timeout
+            ),
+            client_key_pattern=_pattern(get("CLIENT_KEY_PATTERN"), cls.client_key_pattern),
+            log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", ("text", "json")),
+            capture_dir=get("CAPTURE_DIR"),
+            metrics_require_auth=_bool(get("METRICS_REQUIRE_AUTH"), "METRICS_REQUIRE_AUTH"),
         )
         settings.check_exposure()
         return settings
@@ -174,6 +189,29 @@ def _float(value: str | None, name: str, default: float) -> float:
     if not number > 0:
         raise ConfigError(f"{name}={value!r} must be greater than 0")
     return number
+
+
+def _pattern(value: str | None, default: str) -> str:
+    if value is None:
+        return default
+    if value.lower() in ("any", "*"):
+        return r"^\S+$"
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ConfigError(
+            f"CLIENT_KEY_PATTERN={value!r} is not a valid regular expression: {exc}"
+        ) from None
+    return value
+
+
+def _choice(value: str | None, name: str, choices: tuple[str, ...]) -> str:
+    if value is None:
+        return choices[0]
+    lowered = value.lower()
+    if lowered not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return lowered
 
 
 def _bool(value: str | None, name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from typing import Any
@@ -12,6 +13,8 @@ import aiohttp
 import orjson
 
 from claude_code_proxy.config import Settings
+from claude_code_proxy.metrics import Metrics
+from claude_code_proxy.pool import ClientPool
 from claude_code_proxy.providers import CapabilityTable
 from claude_code_proxy.translate.errors import (
     ParameterFix,
@@ -29,42 +32,54 @@ MAX_PARAMETER_FIXES = 3
 
 
 class Upstream:
-    """One pooled aiohttp session (keep-alive) talking to the configured provider."""
+    """Talks to the configured provider through pooled keep-alive sessions.
 
-    def __init__(self, settings: Settings, table: CapabilityTable | None = None) -> None:
+    Static mode shares one session; dynamic mode keeps one per client key (see pool.py).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        table: CapabilityTable | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.table = table or CapabilityTable()
+        self.metrics = metrics
         self.max_retries = settings.max_retries
         self.retries = 0  # transient failures retried, for observability
-        self._session: aiohttp.ClientSession | None = None
         self.base_url = settings.openai_base_url
         self.host = urlsplit(self.base_url).netloc
+        self.pool = ClientPool(
+            self._new_session,
+            max_clients=settings.max_clients if settings.dynamic_keys else 1,
+            idle_timeout=settings.client_idle_timeout,
+            metrics=metrics,
+        )
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=75)
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.settings.connect_timeout,
+            sock_read=self.settings.request_timeout,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
 
     async def start(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=75)
-            timeout = aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self.settings.connect_timeout,
-                sock_read=self.settings.request_timeout,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=timeout,
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
+        await self.pool.start()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.pool.close()
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("Upstream.start() was not awaited")
-        return self._session
+    def lease(self, api_key: str) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientSession]:
+        """A session for this key, kept in use (not evictable) until the exchange ends."""
+        return self.pool.lease(api_key if self.settings.dynamic_keys else "static")
 
     def chat_url(self, model: str) -> str:
         """The chat-completions URL, Azure's deployment forms included."""
@@ -93,7 +108,9 @@ class Upstream:
             headers["authorization"] = f"Bearer {api_key}"
         return headers
 
-    async def post_chat(self, payload: dict[str, Any], api_key: str) -> aiohttp.ClientResponse:
+    async def post_chat(
+        self, session: aiohttp.ClientSession, payload: dict[str, Any], api_key: str
+    ) -> aiohttp.ClientResponse:
         """POST the request; return the open response once the upstream answered 2xx.
 
         Before any byte reached the client: transient failures (connect errors, 502/503/
@@ -108,7 +125,13 @@ class Upstream:
         while True:
             delay: float | None = None
             try:
-                response = await self.session.post(url, data=orjson.dumps(payload), headers=headers)
+                data = orjson.dumps(payload)
+            except TypeError as exc:  # e.g. a tool schema nested beyond orjson's limit
+                raise ProxyError(
+                    400, "invalid_request_error", f"request cannot be serialised: {exc}"
+                ) from None
+            try:
+                response = await session.post(url, data=data, headers=headers)
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
                 error = ProxyError(
                     504,
@@ -153,6 +176,8 @@ class Upstream:
                 raise error
             attempt += 1
             self.retries += 1
+            if self.metrics:
+                self.metrics.retries.inc()
             if delay is None:
                 delay = min(0.25 * 2**attempt, 4.0) * (0.75 + random.random() / 2)
             logger.info("retrying upstream request (%s) in %.2fs", error.error_type, delay)

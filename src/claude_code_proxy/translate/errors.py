@@ -58,7 +58,7 @@ _OVERFLOW_PATTERNS = (
     ),
     re.compile(r"context length is only (\d+) tokens.*?(\d+)", re.S),
     re.compile(r"requested (\d+) tokens.*?context (?:length|window|size)[^0-9]*(\d+)", re.S),
-    re.compile(r"\((\d+)\) exceeds the available context size \((\d+)", re.S),
+    re.compile(r"\((\d+)(?: tokens)?\) exceeds the available context size \((\d+)", re.S),
     re.compile(
         r"(\d+) tokens? exceeds? (?:the )?(?:maximum )?context (?:length|window|size)[^0-9]*(\d+)",
         re.S,
@@ -109,11 +109,20 @@ def upstream_error_message(body: bytes, status: int) -> tuple[str, str | None]:
     return (text[:500] or f"upstream returned HTTP {status}"), None
 
 
-def context_overflow_message(message: str, code: str | None) -> str | None:
-    """Rewrite any provider's context-overflow error into Anthropic's wording."""
+def context_overflow_message(
+    message: str, code: str | None, counts: tuple[int, int] | None = None
+) -> str | None:
+    """Rewrite any provider's context-overflow error into Anthropic's wording.
+
+    `counts` are (prompt tokens, context size) when the body states them in fields
+    (llama.cpp's `n_prompt_tokens` / `n_ctx`).
+    """
     lowered = message.lower()
-    if code != "context_length_exceeded" and not any(h in lowered for h in _OVERFLOW_HINTS):
+    overflow_code = code in ("context_length_exceeded", "exceed_context_size_error")
+    if not overflow_code and not any(h in lowered for h in _OVERFLOW_HINTS):
         return None
+    if counts is not None:
+        return f"prompt is too long: {counts[0]} tokens > {counts[1]} maximum"
     for pattern in _OVERFLOW_PATTERNS:
         match = pattern.search(message)
         if match:
@@ -134,15 +143,30 @@ def map_upstream_error(status: int, body: bytes, headers: dict[str, str]) -> Pro
     else:
         out_status, error_type = 500, "api_error"
     if out_status == 400 or status == 413:
-        overflow = context_overflow_message(message, code)
+        overflow = context_overflow_message(message, code, _context_counts(body))
         if overflow is not None:
-            out_status, error_type, message = 400, "invalid_request_error", overflow
+            # Claude Code recognises this exact wording and compacts the conversation.
+            return ProxyError(400, "invalid_request_error", overflow)
     out_headers: dict[str, str] = {}
     if status in (429, 503, 529):
         retry_after = retry_after_seconds(headers)
         if retry_after is not None:
             out_headers["retry-after"] = str(retry_after)
     return ProxyError(out_status, error_type, f"upstream error ({status}): {message}", out_headers)
+
+
+def _context_counts(body: bytes) -> tuple[int, int] | None:
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    err = data.get("error", data) if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return None
+    used, limit = err.get("n_prompt_tokens"), err.get("n_ctx")
+    if isinstance(used, int) and isinstance(limit, int) and used > limit > 0:
+        return used, limit
+    return None
 
 
 def retry_after_seconds(headers: dict[str, str]) -> int | None:

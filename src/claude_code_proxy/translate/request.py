@@ -569,7 +569,12 @@ class _MessageConverter:
                     )
                 call_id = self._tool_id(block.get("id") or f"call_{position}_{index}")
                 tool_input = block.get("input")
-                arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
+                try:
+                    arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
+                except TypeError:
+                    raise RequestValidationError(
+                        f"messages.{position}.content.{index}.input: nested too deeply"
+                    ) from None
                 self.stats.text_chars += len(arguments) + len(name)
                 calls.append(
                     {

@@ -12,7 +12,7 @@ from claude_code_proxy.translate.reasoning import (
     encode_signature,
     split_think_tags,
 )
-from claude_code_proxy.translate.tool_args import parse_arguments
+from claude_code_proxy.translate.tool_args import parse_arguments, split_objects
 from claude_code_proxy.translate.usage import anthropic_usage
 
 THINKING_SIGNATURE = PLAIN_SIGNATURE
@@ -106,6 +106,14 @@ def translate_completion(
         if not isinstance(name, str) or not name:
             continue
         arguments = function.get("arguments")
+        several = split_objects(arguments) if isinstance(arguments, str) else None
+        if several:
+            # A weak model glued several calls into one: give each its own tool_use.
+            for tool_input in several:
+                content.append(
+                    {"type": "tool_use", "id": new_tool_use_id(), "name": name, "input": tool_input}
+                )
+            continue
         tool_input = (
             arguments
             if isinstance(arguments, dict)

@@ -21,7 +21,11 @@ from claude_code_proxy.translate.reasoning import (
     encode_signature,
 )
 from claude_code_proxy.translate.response import stop_reason
-from claude_code_proxy.translate.tool_args import JsonPrefixScanner, parse_arguments
+from claude_code_proxy.translate.tool_args import (
+    JsonPrefixScanner,
+    parse_arguments,
+    split_objects,
+)
 from claude_code_proxy.translate.usage import anthropic_usage
 
 logger = logging.getLogger(__name__)
@@ -90,6 +94,8 @@ class StreamTranslator:
         self.matched_stop: Any = None
         self.usage: dict[str, Any] | None = None
         self.ended = False  # message_stop or error sent
+        self.stop_reason: str | None = None
+        self.error_type: str | None = None
         self.output_chars = 0
         self._started = False
         self._next_index = 0
@@ -197,6 +203,7 @@ class StreamTranslator:
             matched_stop=self.matched_stop,
             stop_sequences=self.stop_sequences,
         )
+        self.stop_reason = reason
         usage = anthropic_usage(self.usage, fallback_input=self.input_tokens)
         if not usage["output_tokens"]:
             usage["output_tokens"] = max(1, self.output_chars // 4) if self.output_chars else 0
@@ -218,6 +225,7 @@ class StreamTranslator:
         out: list[Event] = []
         self._close_open(out, cut=False)
         out.append({"type": "error", "error": {"type": error_type, "message": message}})
+        self.error_type = error_type
         self.ended = True
         return out
 
@@ -259,13 +267,13 @@ class StreamTranslator:
                 (self._thinking if kind == "thinking" else self._text)(piece, out)
         cut = self.finish_reason == "length"
         self._close_open(out, cut=cut)
-        for call in self._queue:
+        while self._queue:
+            call = self._queue.pop(0)
             if call.name is None:
                 logger.warning("dropping an upstream tool call that never received a name")
                 continue
             self._open_tool(call, out)
             self._close_open(out, cut=cut)
-        self._queue = []
 
     def _thinking(self, text: str, out: list[Event]) -> None:
         if self._open != THINKING:
@@ -369,6 +377,23 @@ class StreamTranslator:
         delta = {"type": "input_json_delta", "partial_json": piece}
         out.append({"type": "content_block_delta", "index": self._next_index - 1, "delta": delta})
 
+    def _split_glued_calls(self, call: _ToolCall, extra: str) -> None:
+        """`{…}{…}` in one call: a repeat of the same object is dropped (some servers resend
+        the full arguments), a different object becomes a call of its own."""
+        objects = split_objects(call.buffer + extra)
+        if not objects:
+            logger.info("ignoring %d characters after a complete tool-call object", len(extra))
+            return
+        first, position = objects[0], 0
+        for value in objects[1:]:
+            if value == first:
+                continue
+            glued = _ToolCall()
+            glued.name = call.name
+            glued.add(orjson.dumps(value).decode())
+            self._queue.insert(position, glued)
+            position += 1
+
     def _finalize_arguments(
         self, call: _ToolCall, index: int, out: list[Event], *, cut: bool
     ) -> None:
@@ -378,9 +403,7 @@ class StreamTranslator:
             self._emit_arguments(call, out)
             if scanner.complete:
                 if extra.strip():
-                    logger.info(
-                        "ignoring %d characters after a complete tool-call object", len(extra)
-                    )
+                    self._split_glued_calls(call, extra)
             elif scanner.started and not cut:
                 logger.warning("tool call %s arguments were cut off; closing the object", call.name)
                 self._json_delta(scanner.closing_suffix(), out)

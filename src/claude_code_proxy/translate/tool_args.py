@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -52,6 +53,28 @@ def _repair(text: str) -> Any:
     ):
         return repaired[0]  # Two concatenated objects: keep the first call's arguments.
     return repaired
+
+
+def split_objects(text: str | None) -> list[dict[str, Any]] | None:
+    """Two or more JSON objects back to back (`{…}{…}`): several calls in one, else None."""
+    if not text:
+        return None
+    decoder = json.JSONDecoder()
+    objects: list[dict[str, Any]] = []
+    index, size = 0, len(text)
+    while index < size:
+        while index < size and text[index] in " \t\r\n,;":
+            index += 1
+        if index >= size:
+            break
+        try:
+            value, index = decoder.raw_decode(text, index)
+        except ValueError:
+            return None
+        if not isinstance(value, dict):
+            return None
+        objects.append(value)
+    return objects if len(objects) > 1 else None
 
 
 _STRING_SPECIAL = re.compile(r'["\\]')

@@ -1,0 +1,1 @@
+"""Performance benchmark of the proxy against a direct upstream connection (see BENCHMARKS.md)."""

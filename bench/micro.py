@@ -1,0 +1,100 @@
+"""In-process timings of the pure translation functions (no I/O, no event loop)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.mock import stream_events
+from claude_code_proxy.translate.request import translate_request
+from claude_code_proxy.translate.sse import SSEDecoder, encode_events
+from claude_code_proxy.translate.stream import StreamTranslator
+
+FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "claude_code_request.json"
+
+
+def per_call(fn: Callable[[], object], *, budget: float = 1.0, unit: int = 1) -> float:
+    """Microseconds per call (per `unit` items), the best of 5 rounds filling `budget` seconds."""
+    fn()
+    started = time.perf_counter()
+    calls = 0
+    while time.perf_counter() - started < budget / 20:
+        fn()
+        calls += 1
+    rounds = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(calls * 2):
+            fn()
+        rounds.append((time.perf_counter() - t0) / (calls * 2))
+    return min(rounds) * 1e6 / unit
+
+
+def _stream_pass(chunks: list[Any], think_tags: bool) -> None:
+    translator = StreamTranslator(model="claude-sonnet-4-5", think_tags=think_tags)
+    encode_events(translator.start())
+    for chunk in chunks:
+        encode_events(translator.feed(chunk))
+    encode_events(translator.finish())
+
+
+def _full_pass(raw: bytes, think_tags: bool) -> None:
+    """Upstream bytes → SSE decode → orjson parse → translate → encode, as the proxy does."""
+    translator = StreamTranslator(model="claude-sonnet-4-5", think_tags=think_tags)
+    decoder = SSEDecoder()
+    encode_events(translator.start())
+    for payload in decoder.feed(raw):
+        if payload == b"[DONE]":
+            break
+        encode_events(translator.feed(orjson.loads(payload)))
+    encode_events(translator.finish())
+
+
+def run(budget: float = 1.0) -> list[tuple[str, float, str]]:
+    """(name, value, unit) rows."""
+    raw_body = FIXTURE.read_bytes()
+    body = orjson.loads(raw_body)
+    payload = translate_request(body, upstream_model="gpt-4o").payload
+    events = stream_events(200)
+    raw_stream = b"".join(events)
+    chunks = [orjson.loads(e[6:]) for e in events[:-1]]
+    n = len(chunks)
+    rows = [
+        (
+            f"translate_request, Claude Code fixture ({len(raw_body) // 1024} KB, "
+            f"{len(body.get('tools', []))} tools)",
+            per_call(lambda: translate_request(body, upstream_model="gpt-4o"), budget=budget),
+            "µs/call",
+        ),
+        (
+            "orjson.loads of that request body",
+            per_call(lambda: orjson.loads(raw_body), budget=budget),
+            "µs/call",
+        ),
+        (
+            "orjson.dumps of the translated payload",
+            per_call(lambda: orjson.dumps(payload), budget=budget),
+            "µs/call",
+        ),
+    ]
+    for tags in (False, True):
+        label = "think_tags on" if tags else "think_tags off"
+        rows.append(
+            (
+                f"StreamTranslator.feed + encode_events ({label})",
+                per_call(lambda t=tags: _stream_pass(chunks, t), budget=budget, unit=n),
+                "µs/chunk",
+            )
+        )
+        rows.append(
+            (
+                f"SSE decode + orjson.loads + feed + encode ({label})",
+                per_call(lambda t=tags: _full_pass(raw_stream, t), budget=budget, unit=n),
+                "µs/chunk",
+            )
+        )
+    return rows

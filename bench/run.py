@@ -1,0 +1,517 @@
+"""Benchmark: the proxy against a direct connection to the same mock upstream.
+
+Three processes: the mock OpenAI upstream (`bench/mock.py`), the proxy
+(`python -m claude_code_proxy`), and this load driver. Every workload runs twice in the
+same run, (a) directly against the mock with the OpenAI request the proxy would send and
+(b) through the proxy with the Anthropic request, and the table compares them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench import procstat
+from bench import profile as profiling
+from bench.load import Result, Target, new_session, run_load
+from bench.plot import plot_sweep
+
+BENCH_DIR = Path(__file__).resolve().parent
+FIXTURE = BENCH_DIR.parent / "tests" / "fixtures" / "claude_code_request.json"
+SMALL_PROMPT = "Tell me everything about foxes."
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    chunks: int
+    concurrency: int
+    requests: int
+    delay_ms: float = 0.0
+    stream: bool = True
+    body: str = "small"  # or "claude_code": the ~50 KB Claude Code request fixture
+
+
+def workloads(quick: bool) -> list[Workload]:
+    """The standard workloads; `quick` shrinks request counts, never concurrency."""
+    q = 5 if quick else 1
+    return [
+        Workload("latency", "200-chunk streams, one at a time", 200, 1, 200 // q),
+        Workload("short", "200-chunk streams, concurrency 50", 200, 50, 2000 // q),
+        Workload("long", "1000-chunk streams, concurrency 10", 1000, 10, 200 // q),
+        Workload("slow", "500 slow streams (100 chunks, 20 ms apart)", 100, 500, 500, 20.0),
+        Workload("claude_code", "Claude Code request (20-chunk streams), c=50", 20, 50, 1000 // q),
+        Workload(
+            "nonstream", "non-streaming (200 words), concurrency 50", 200, 50, 2000 // q, 0, False
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Servers:
+    """The mock upstream and the proxy as child processes."""
+
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="ccp-bench-"))
+        self.mock = subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "mock.py"), "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.mock.stdout is not None
+        line = self.mock.stdout.readline().split()
+        if len(line) != 2 or line[0] != "ready":
+            raise SystemExit("the mock upstream did not start")
+        self.mock_port = int(line[1])
+        self.proxy_port = free_port()
+        env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.proxy_port),
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{self.mock_port}/v1",
+            "OPENAI_API_KEY": "sk-bench",
+            "LOG_LEVEL": "WARNING",
+        }
+        env.pop("ANTHROPIC_API_KEY", None)
+        self.proxy_log = self.workdir / "proxy.log"
+        with self.proxy_log.open("wb") as log:
+            # The work directory is empty, so no stray `.env` changes the proxy's settings.
+            self.proxy = subprocess.Popen(
+                [sys.executable, "-m", "claude_code_proxy"],
+                env=env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def mock_url(self) -> str:
+        return f"http://127.0.0.1:{self.mock_port}"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proxy.poll() is not None:
+                break
+            try:
+                async with session.get(self.proxy_url + "/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise SystemExit("the proxy did not start:\n" + self.proxy_log.read_text())
+
+    def stop(self) -> None:
+        for process in (self.proxy, self.mock):
+            if process.poll() is None:
+                process.terminate()
+        for process in (self.proxy, self.mock):
+            try:
+                process.wait(timeout=35)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+def anthropic_body(workload: Workload) -> dict[str, Any]:
+    if workload.body == "claude_code":
+        body: dict[str, Any] = orjson.loads(FIXTURE.read_bytes())
+    else:
+        body = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "messages": [{"role": "user", "content": SMALL_PROMPT}],
+        }
+    body["stream"] = workload.stream
+    return body
+
+
+def targets(workload: Workload, servers: Servers) -> tuple[Target, Target]:
+    """(direct, proxy): the same request, in OpenAI form to the mock, Anthropic to the proxy."""
+    from claude_code_proxy.translate.request import translate_request
+
+    body = anthropic_body(workload)
+    payload = translate_request(body, upstream_model="gpt-4o").payload
+    json_headers = {"content-type": "application/json"}
+    direct = Target(
+        url=servers.mock_url + "/v1/chat/completions",
+        headers={**json_headers, "authorization": "Bearer sk-bench"},
+        body=orjson.dumps(payload),
+        token_marker=b'"delta":{"content"' if workload.stream else b'"content"',
+        end_marker=b"[DONE]" if workload.stream else b"}",
+    )
+    proxy = Target(
+        url=servers.proxy_url + "/v1/messages",
+        headers={**json_headers, "x-api-key": "bench", "anthropic-version": "2023-06-01"},
+        body=orjson.dumps(body),
+        token_marker=b'"text_delta"' if workload.stream else b'"text"',
+        end_marker=b"message_stop" if workload.stream else b"}",
+    )
+    return direct, proxy
+
+
+# ---------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Measured:
+    workload: Workload
+    mode: str
+    result: Result
+    proxy_cpu_ms: float  # per request
+    mock_cpu_ms: float  # per request
+    driver_cpu_ms: float  # per request
+    proxy_peak_mb: float | None
+
+    def row(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "workload": self.workload.key,
+            "mode": self.mode,
+            "requests": len(r.samples),
+            "errors": len(r.errors),
+            "rps": r.rps,
+            "wall_s": r.wall,
+            "ttfb_p50_ms": r.pct("ttfb", 50) * 1000,
+            "ttfb_p99_ms": r.pct("ttfb", 99) * 1000,
+            "ttft_p50_ms": r.pct("ttft", 50) * 1000,
+            "ttft_p99_ms": r.pct("ttft", 99) * 1000,
+            "total_p50_ms": r.pct("total", 50) * 1000,
+            "proxy_cpu_ms_per_req": self.proxy_cpu_ms,
+            "mock_cpu_ms_per_req": self.mock_cpu_ms,
+            "driver_cpu_ms_per_req": self.driver_cpu_ms,
+            "proxy_peak_rss_mb": self.proxy_peak_mb,
+        }
+
+
+class Bench:
+    def __init__(self, servers: Servers, session: aiohttp.ClientSession) -> None:
+        self.servers = servers
+        self.session = session
+
+    async def configure(self, workload: Workload) -> None:
+        config = {"chunks": workload.chunks, "delay_ms": workload.delay_ms}
+        async with self.session.post(self.servers.mock_url + "/bench/config", json=config) as r:
+            r.raise_for_status()
+
+    async def measure(
+        self, workload: Workload, mode: str, target: Target, *, requests: int | None = None
+    ) -> Measured:
+        """Warm up (opens the keep-alive connections), then the measured run."""
+        n = requests or workload.requests
+        c = workload.concurrency
+        await run_load(self.session, target, concurrency=c, requests=max(c, min(n, 20)))
+        proxy_pid, mock_pid = self.servers.proxy.pid, self.servers.mock.pid
+        reset = mode == "proxy" and procstat.reset_peak_rss(proxy_pid)
+        before = procstat.cpu_seconds(proxy_pid), procstat.cpu_seconds(mock_pid)
+        driver_before = time.process_time()
+        result = await run_load(self.session, target, concurrency=c, requests=n)
+        driver = time.process_time() - driver_before
+        proxy_cpu = procstat.cpu_seconds(proxy_pid) - before[0]
+        mock_cpu = procstat.cpu_seconds(mock_pid) - before[1]
+        done = max(1, len(result.samples))
+        peak = procstat.peak_rss_mb(proxy_pid) if mode == "proxy" else None
+        if mode == "proxy" and not reset:
+            print("  (could not reset VmHWM: peak RSS is since proxy start)", file=sys.stderr)
+        if result.errors:
+            print(f"  {len(result.errors)} errors, e.g. {result.errors[0]}", file=sys.stderr)
+        return Measured(
+            workload,
+            mode,
+            result,
+            proxy_cpu_ms=proxy_cpu * 1000 / done if mode == "proxy" else 0.0,
+            mock_cpu_ms=mock_cpu * 1000 / done,
+            driver_cpu_ms=driver * 1000 / done,
+            proxy_peak_mb=peak,
+        )
+
+    async def pair(
+        self, workload: Workload, *, requests: int | None = None
+    ) -> tuple[Measured, Measured]:
+        await self.configure(workload)
+        direct, proxy = targets(workload, self.servers)
+        a = await self.measure(workload, "direct", direct, requests=requests)
+        b = await self.measure(workload, "proxy", proxy, requests=requests)
+        return a, b
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{b / a:.2f}×" if a else "–"
+
+
+TABLE_HEAD = (
+    "| workload | mode | req | err | req/s | TTFB p50 ms | TTFB p99 ms | TTFT p50 ms | "
+    "TTFT p99 ms | total p50 ms | wall s | proxy CPU ms/req | mock CPU ms/req | "
+    "proxy peak RSS MB |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+)
+
+
+def table(pairs: list[tuple[Measured, Measured]]) -> str:
+    lines = [TABLE_HEAD]
+    for direct, proxy in pairs:
+        for m in (direct, proxy):
+            r = m.row()
+            cpu = _f(r["proxy_cpu_ms_per_req"], 2) if m.mode == "proxy" else "–"
+            lines.append(
+                f"| {m.workload.key} | {m.mode} | {r['requests']} | {r['errors']} | "
+                f"{_f(r['rps'])} | {_f(r['ttfb_p50_ms'], 2)} | {_f(r['ttfb_p99_ms'], 2)} | "
+                f"{_f(r['ttft_p50_ms'], 2)} | {_f(r['ttft_p99_ms'], 2)} | "
+                f"{_f(r['total_p50_ms'], 2)} | {_f(r['wall_s'], 2)} | {cpu} | "
+                f"{_f(r['mock_cpu_ms_per_req'], 2)} | {_f(r['proxy_peak_rss_mb'])} |"
+            )
+        d, p = direct.row(), proxy.row()
+        keys = ("ttfb_p50_ms", "ttfb_p99_ms", "ttft_p50_ms", "ttft_p99_ms", "total_p50_ms")
+        ratios = " | ".join(_ratio(d[k], p[k]) for k in keys)
+        lines.append(
+            f"| {direct.workload.key} | **proxy/direct** | | | **{_ratio(d['rps'], p['rps'])}** | "
+            f"{ratios} | {_ratio(d['wall_s'], p['wall_s'])} | | | |"
+        )
+    return "\n".join(lines)
+
+
+def targets_table(pairs: dict[str, tuple[Measured, Measured]]) -> str:
+    """The issue's targets, judged on this run's numbers."""
+    lines = ["| target | measured | met |", "|---|---|---|"]
+
+    def add(name: str, measured: str, ok: bool) -> None:
+        lines.append(f"| {name} | {measured} | {'met' if ok else '**not met**'} |")
+
+    if "short" in pairs:
+        d, p = (m.row() for m in pairs["short"])
+        cpu = p["proxy_cpu_ms_per_req"]
+        add("proxy CPU ≤ 5 ms per 200-chunk stream (c=50)", f"{cpu:.2f} ms", cpu <= 5)
+        ratio = p["rps"] / d["rps"] if d["rps"] else 0
+        add("throughput ≥ 0.25× direct at c=50", f"{ratio:.2f}×", ratio >= 0.25)
+    for key, label in (("latency", "c=1"), ("short", "c=50"), ("slow", "500 slow streams")):
+        if key in pairs:
+            d, p = (m.row() for m in pairs[key])
+            ratio = p["ttft_p50_ms"] / d["ttft_p50_ms"] if d["ttft_p50_ms"] else 0
+            add(
+                f"TTFT p50 ≤ 1.2× direct ({label})",
+                f"{ratio:.2f}× ({p['ttft_p50_ms']:.2f} vs {d['ttft_p50_ms']:.2f} ms)",
+                ratio <= 1.2,
+            )
+    if "slow" in pairs:
+        d, p = (m.row() for m in pairs["slow"])
+        ratio = p["wall_s"] / d["wall_s"] if d["wall_s"] else 0
+        add(
+            "500 slow streams wall time ≤ 1.2× direct",
+            f"{ratio:.2f}× ({p['wall_s']:.2f} vs {d['wall_s']:.2f} s)",
+            ratio <= 1.2,
+        )
+        peak = p["proxy_peak_rss_mb"] or 0.0
+        add("proxy peak RSS ≤ 150 MB at 500 slow streams", f"{peak:.0f} MB", peak <= 150)
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def sweep_levels(quick: bool) -> list[int]:
+    return [1, 10, 50, 200] if quick else [1, 2, 5, 10, 25, 50, 100, 200, 400]
+
+
+async def run_sweep(bench: Bench, quick: bool) -> list[dict[str, float]]:
+    rows = []
+    for c in sweep_levels(quick):
+        requests = max(40, c * (3 if quick else 8))
+        workload = Workload(f"sweep-{c}", f"concurrency {c}", 200, c, requests)
+        direct, proxy = await bench.pair(workload)
+        row: dict[str, float] = {"concurrency": c}
+        for m in (direct, proxy):
+            r = m.row()
+            for key in ("rps", "ttfb_p50_ms", "ttfb_p99_ms", "ttft_p50_ms", "total_p50_ms"):
+                row[f"{m.mode}_{key}"] = r[key]
+        row["proxy_cpu_ms_per_req"] = proxy.proxy_cpu_ms
+        rows.append(row)
+        print(
+            f"  c={c:<4} direct {row['direct_rps']:7.1f} req/s  TTFB p50 "
+            f"{row['direct_ttfb_p50_ms']:7.2f} ms | proxy {row['proxy_rps']:7.1f} req/s  "
+            f"TTFB p50 {row['proxy_ttfb_p50_ms']:7.2f} ms",
+            flush=True,
+        )
+    return rows
+
+
+def sweep_table(rows: list[dict[str, float]]) -> str:
+    lines = [
+        "| concurrency | direct req/s | proxy req/s | ratio | direct TTFB p50 ms | "
+        "proxy TTFB p50 ms | direct TTFT p50 ms | proxy TTFT p50 ms | proxy CPU ms/req |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {int(r['concurrency'])} | {r['direct_rps']:.1f} | {r['proxy_rps']:.1f} | "
+            f"{_ratio(r['direct_rps'], r['proxy_rps'])} | {r['direct_ttfb_p50_ms']:.2f} | "
+            f"{r['proxy_ttfb_p50_ms']:.2f} | {r['direct_ttft_p50_ms']:.2f} | "
+            f"{r['proxy_ttft_p50_ms']:.2f} | {r['proxy_cpu_ms_per_req']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+async def profile_proxy(bench: Bench, quick: bool) -> str:
+    """py-spy the proxy during the short-stream workload: a flame graph and a summary."""
+    if profiling.py_spy() is None:
+        return "py-spy is not installed: profile skipped (pip install py-spy)"
+    workload = next(w for w in workloads(quick) if w.key == "short")
+    await bench.configure(workload)
+    _, target = targets(workload, bench.servers)
+    pid = bench.servers.proxy.pid
+    outputs = []
+    for fmt, path in (
+        ("raw", BENCH_DIR / "profile.txt"),
+        ("flamegraph", BENCH_DIR / "profile.svg"),
+    ):
+        spy = profiling.start(pid, path, fmt)
+        assert spy is not None
+        await asyncio.sleep(0.5)
+        await run_load(bench.session, target, concurrency=workload.concurrency, requests=1000)
+        error = profiling.stop(spy)
+        if error:
+            return f"py-spy failed: {error.strip()}"
+        outputs.append(str(path))
+    summary = profiling.summarise(BENCH_DIR / "profile.txt")
+    return f"profile written to {', '.join(outputs)}\n\n{summary}"
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv)}
+    print(f"machine: {report['machine']}", flush=True)
+    if not args.no_micro:
+        from bench import micro
+
+        print("\nin-process translation cost:", flush=True)
+        rows = micro.run(budget=0.3 if args.quick else 1.0)
+        report["micro"] = [{"name": n, "value": v, "unit": u} for n, v, u in rows]
+        for name, value, unit in rows:
+            print(f"  {value:10.2f} {unit:9} {name}", flush=True)
+    servers = Servers()
+    try:
+        async with new_session() as session:
+            await servers.wait_ready(session)
+            bench = Bench(servers, session)
+            pid = servers.proxy.pid
+            report["proxy_idle_rss_mb"] = procstat.rss_mb(pid)
+            print(f"\nproxy pid {pid}, idle RSS {report['proxy_idle_rss_mb']:.1f} MB", flush=True)
+            selected = [w for w in workloads(args.quick) if w.key in args.workloads]
+            pairs: dict[str, tuple[Measured, Measured]] = {}
+            for workload in selected:
+                print(f"\n{workload.key}: {workload.title} …", flush=True)
+                pairs[workload.key] = await bench.pair(workload)
+            if pairs:
+                report["workloads"] = [m.row() for pair in pairs.values() for m in pair]
+                print("\n" + table(list(pairs.values())))
+                print("\n" + targets_table(pairs))
+            if args.concurrency_sweep:
+                print("\nconcurrency sweep (200-chunk streams):", flush=True)
+                rows = await run_sweep(bench, args.quick)
+                report["sweep"] = rows
+                print("\n" + sweep_table(rows))
+                title = f"200-chunk streams, {machine()}"
+                print(plot_sweep(rows, Path(args.plot), title))
+            if args.profile:
+                print("\nprofiling the proxy (short streams, c=50) …", flush=True)
+                report["profile"] = await profile_proxy(bench, args.quick)
+                print(report["profile"])
+    finally:
+        servers.stop()
+    return report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    keys = [w.key for w in workloads(False)]
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests per workload")
+    parser.add_argument(
+        "--workloads",
+        default=",".join(keys),
+        help=f"comma-separated subset of {','.join(keys)}, or 'none' (default: all)",
+    )
+    parser.add_argument(
+        "--concurrency-sweep", action="store_true", help="throughput/TTFB vs concurrency + plot"
+    )
+    parser.add_argument("--plot", default=str(BENCH_DIR / "plot.png"), help="sweep plot path")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the proxy under short streams"
+    )
+    parser.add_argument("--no-micro", action="store_true", help="skip in-process timings")
+    parser.add_argument("--json", help="also write all results to this JSON file")
+    args = parser.parse_args(argv)
+    chosen = [] if args.workloads == "none" else args.workloads.split(",")
+    unknown = set(chosen) - set(keys)
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    args.workloads = chosen
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        import uvloop
+
+        run: Any = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    coroutine: Coroutine[Any, Any, dict[str, Any]] = main_async(args)
+    report = run(coroutine)
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        print(f"\nresults written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""One `/v1/messages` exchange: upstream call, translated reply, observation.
+
+Streaming: the SSE head is sent only after the upstream answered 2xx, so earlier
+failures keep their HTTP status; later failures end the stream with `event: error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from starlette.types import Send
+
+from claude_code_proxy.asgi import EventSender, send_json, start_sse
+from claude_code_proxy.capture import CaptureSession
+from claude_code_proxy.config import Settings
+from claude_code_proxy.metrics import Metrics
+from claude_code_proxy.observe import RequestRecord, finish
+from claude_code_proxy.providers import Profile
+from claude_code_proxy.translate.errors import ProxyError
+from claude_code_proxy.translate.request import TranslatedRequest
+from claude_code_proxy.translate.response import message_to_events, translate_completion
+from claude_code_proxy.translate.sse import SSEDecoder, encode_events
+from claude_code_proxy.translate.stream import StreamTranslator
+from claude_code_proxy.translate.usage import anthropic_usage
+from claude_code_proxy.upstream import Upstream
+
+logger = logging.getLogger(__name__)
+
+# After the finish chunk, how long to wait for the trailing usage chunk or [DONE].
+FINISH_GRACE_SECONDS = 3.0
+DRAIN_SECONDS = 0.5
+
+
+@dataclass
+class Exchange:
+    settings: Settings
+    upstream: Upstream
+    metrics: Metrics | None
+    record: RequestRecord
+    translated: TranslatedRequest
+    profile: Profile
+    key: str
+    capture: CaptureSession | None = None
+
+    async def run(self, send: Send) -> None:
+        if self.capture is not None:
+            self.capture.add_json("2-upstream-request", self.translated.payload)
+        active = self.metrics.active_streams if self.metrics and self.translated.stream else None
+        if active is not None:
+            active.inc()
+        try:
+            async with self.upstream.lease(self.key) as session:
+                if self.translated.stream:
+                    await self._stream(send, session)
+                else:
+                    await self._complete(send, session)
+        except asyncio.CancelledError:
+            self.record.error_type = self.record.error_type or "client_disconnected"
+            self.record.status = self.record.status or 499
+            raise
+        finally:
+            if active is not None:
+                active.dec()
+            finish(self.record, self.metrics, json_logs=self.settings.log_format == "json")
+            if self.capture is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.capture.write())
+
+    async def _fail(self, send: Send, error: ProxyError) -> None:
+        self.record.status, self.record.error_type = error.status, error.error_type
+        body = error.body()
+        if self.capture is not None:
+            self.capture.add("4-client-response", orjson.dumps(body))
+        await send_json(send, error.status, body, error.headers)
+
+    async def _post(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+        response = await self.upstream.post_chat(session, self.translated.payload, self.key)
+        self.record.upstream_answered()
+        return response
+
+    # -------------------------------------------------------------- non-streaming
+
+    async def _complete(self, send: Send, session: aiohttp.ClientSession) -> None:
+        try:
+            response = await self._post(session)
+            try:
+                raw = await response.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise ProxyError(
+                    502, "api_error", f"upstream response broke off: {type(exc).__name__}"
+                ) from None
+            finally:
+                response.release()
+            if self.capture is not None:
+                self.capture.add("3-upstream-response", raw)
+            message = self._message(raw)
+        except ProxyError as error:
+            await self._fail(send, error)
+            return
+        self.record.status = 200
+        self.record.first_token()
+        self.record.stop_reason = message["stop_reason"]
+        self.record.usage(message["usage"])
+        body = orjson.dumps(message)
+        if self.capture is not None:
+            self.capture.add("4-client-response", body)
+        await send_json(send, 200, message)
+
+    def _message(self, raw: bytes) -> dict[str, Any]:
+        try:
+            completion = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ProxyError(
+                502, "api_error", "upstream returned a body that is not JSON"
+            ) from None
+        if not isinstance(completion, dict):
+            raise ProxyError(502, "api_error", "upstream returned JSON that is not an object")
+        if completion.get("error") and not completion.get("choices"):
+            error = completion["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise ProxyError(502, "api_error", f"upstream error: {message}")
+        return translate_completion(
+            completion,
+            client_model=self.translated.client_model,
+            stop_sequences=self.translated.stop_sequences,
+            fallback_input_tokens=self.translated.estimated_input_tokens,
+            think_tags=self.profile.think_tags,
+            stash_reasoning=self.profile.stash_reasoning,
+        )
+
+    # ------------------------------------------------------------------ streaming
+
+    async def _stream(self, send: Send, session: aiohttp.ClientSession) -> None:
+        try:
+            response = await self._post(session)
+        except ProxyError as error:
+            await self._fail(send, error)  # nothing sent yet: the client can retry
+            return
+        try:
+            content_type = response.headers.get("content-type", "")
+            if "json" in content_type and "event-stream" not in content_type:
+                await self._replay_json(send, response)
+                return
+            await self._relay(send, response)
+        finally:
+            response.release()
+
+    async def _replay_json(self, send: Send, response: aiohttp.ClientResponse) -> None:
+        """The upstream ignored `stream: true` and answered JSON: stream that message."""
+        try:
+            raw = await response.read()
+            if self.capture is not None:
+                self.capture.add("3-upstream-response", raw)
+            message = self._message(raw)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            await self._fail(send, ProxyError(502, "api_error", "upstream response broke off"))
+            return
+        except ProxyError as error:
+            await self._fail(send, error)
+            return
+        self.record.status = 200
+        self.record.first_token()
+        self.record.stop_reason = message["stop_reason"]
+        self.record.usage(message["usage"])
+        body = encode_events(message_to_events(message))
+        if self.capture is not None:
+            self.capture.add("4-client-response", body)
+        await start_sse(send)
+        await send({"type": "http.response.body", "body": body})
+
+    async def _relay(self, send: Send, response: aiohttp.ClientResponse) -> None:
+        translator = StreamTranslator(
+            model=self.translated.client_model,
+            input_tokens=self.translated.estimated_input_tokens,
+            stop_sequences=self.translated.stop_sequences,
+            expect_usage="stream_options" in self.translated.payload,
+            think_tags=self.profile.think_tags,
+            stash_reasoning=self.profile.stash_reasoning,
+        )
+        capture = self.capture
+        tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
+        sender = EventSender(send, self.settings.ping_interval)
+        self.record.status = 200
+        first = encode_events(translator.start())
+        if capture is not None:
+            capture.add("4-client-response", first)
+        await sender.start(first)
+        try:
+            async for events in translate_stream(response, translator, tap):
+                data = encode_events(events)
+                if self.record.first_token_at is None:
+                    self.record.first_token()
+                if capture is not None:
+                    capture.add("4-client-response", data)
+                await sender.write(data)
+        except asyncio.CancelledError:
+            # Client gone (nothing to tell) or server shutting down: end the stream
+            # properly so a client still listening sees an error, not a cut.
+            if not translator.ended:
+                events = translator.fail("overloaded_error", "the proxy is shutting down")
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sender.close(encode_events(events)), 1.0)
+            raise
+        finally:
+            sender.stop_pings()
+            self.record.stop_reason = translator.stop_reason
+            self.record.error_type = translator.error_type
+            self.record.usage(
+                anthropic_usage(translator.usage, fallback_input=translator.input_tokens)
+            )
+        await sender.close()
+
+
+async def translate_stream(
+    response: aiohttp.ClientResponse,
+    translator: StreamTranslator,
+    tap: Callable[[bytes], None] | None = None,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Read upstream SSE and yield Anthropic events; always ends with stop or error."""
+    decoder = SSEDecoder()
+    content = response.content
+    saw_done = False
+    try:
+        while not translator.ended:
+            if translator.finish_reason is None:
+                raw = await content.readany()
+            else:
+                raw = await asyncio.wait_for(content.readany(), FINISH_GRACE_SECONDS)
+            if tap is not None and raw:
+                tap(raw)
+            payloads = decoder.feed(raw) if raw else decoder.flush()
+            events: list[dict[str, Any]] = []
+            for payload in payloads:
+                if payload == b"[DONE]":
+                    saw_done = True
+                    break
+                try:
+                    chunk = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    preview = payload[:200].decode("utf-8", "replace")
+                    events += translator.fail(
+                        "api_error", f"upstream sent a malformed chunk: {preview}"
+                    )
+                    break
+                events += translator.feed(chunk)
+                if translator.ended:
+                    break
+            if not translator.ended and (saw_done or not raw or translator.complete):
+                if saw_done or translator.finish_reason is not None:
+                    events += translator.finish()
+                else:
+                    events += translator.fail(
+                        "api_error", "upstream closed the stream before the response was complete"
+                    )
+            if events:
+                yield events
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        if translator.finish_reason is not None:
+            yield translator.finish()
+        else:
+            yield translator.fail("timeout_error", "upstream stopped sending (REQUEST_TIMEOUT)")
+        return
+    except aiohttp.ClientError as exc:
+        if translator.finish_reason is not None:
+            yield translator.finish()
+        else:
+            yield translator.fail(
+                "api_error", f"upstream connection dropped mid-stream ({type(exc).__name__})"
+            )
+        return
+    if not saw_done:
+        # Let a finished connection return to the pool when [DONE] is already on its way.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(content.readany(), DRAIN_SECONDS)
