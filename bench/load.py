@@ -40,7 +40,7 @@ class Result:
 
     def pct(self, attr: str, q: float) -> float:
         """The q-th percentile (0–100) of one timing, in seconds."""
-        values = sorted(getattr(s, attr) for s in self.samples)
+        values: list[float] = sorted(getattr(s, attr) for s in self.samples)
         if not values:
             return float("nan")
         if len(values) == 1:

@@ -16,7 +16,7 @@ import asyncio
 import json
 import sys
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 CREATED = 1766000000
 WORDS = ("The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", ".")
@@ -207,12 +207,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
+    run: Any = asyncio.run
     try:
         import uvloop
 
         run = uvloop.run
     except ImportError:
-        run = asyncio.run
+        pass
     try:
         run(serve(args.port))
     except KeyboardInterrupt:

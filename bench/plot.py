@@ -18,12 +18,12 @@ def plot_sweep(rows: list[SweepRow], path: Path, title: str) -> str:
         return "matplotlib is not installed: plot skipped (pip install matplotlib)"
     levels = [int(r["concurrency"]) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for mode, style in (("direct", "o-"), ("proxy", "s-")):
-        left.plot(levels, [r[f"{mode}_rps"] for r in rows], style, label=mode)
-        right.plot(levels, [r[f"{mode}_ttfb_p50_ms"] for r in rows], style, label=f"{mode} p50")
-        right.plot(
-            levels, [r[f"{mode}_ttfb_p99_ms"] for r in rows], style, alpha=0.35, label=f"{mode} p99"
-        )
+    for mode, marker, color in (("direct", "o", "C0"), ("proxy", "s", "C1")):
+        left.plot(levels, [r[f"{mode}_rps"] for r in rows], marker + "-", color=color, label=mode)
+        p50 = [r[f"{mode}_ttfb_p50_ms"] for r in rows]
+        p99 = [r[f"{mode}_ttfb_p99_ms"] for r in rows]
+        right.plot(levels, p50, marker + "-", color=color, label=f"{mode} p50")
+        right.plot(levels, p99, marker + "--", color=color, alpha=0.4, label=f"{mode} p99")
     left.set(xscale="log", xlabel="concurrency", ylabel="requests/s", title="Throughput")
     right.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="ms", title="TTFB")
     for axis in (left, right):

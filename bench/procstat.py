@@ -1,4 +1,8 @@
-"""Process accounting from /proc: CPU time, peak RSS, and resetting the peak."""
+"""Process accounting from /proc: CPU time, syscalls, peak RSS (summed over a process tree).
+
+With `--workers N` the proxy is a supervisor plus N worker processes, so every reading
+covers the process and all its descendants.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +12,80 @@ from pathlib import Path
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of `pid` (all its threads) in seconds, from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def tree(pid: int) -> list[int]:
+    """`pid` and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _cpu(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
     fields = stat[stat.rindex(")") + 2 :].split()
     # Fields after "(comm) ": state is index 0, so utime (14th field) is index 11.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def _status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time (all threads) of these processes, from /proc/<pid>/stat."""
+    return sum(_cpu(pid) for pid in pids)
+
+
+def _field(path: str, key: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM: the peak resident set size since start (or since `reset_peak_rss`)."""
-    return _status_kb(pid, "VmHWM") / 1024
+def syscalls(pids: list[int]) -> tuple[int, int]:
+    """(read-type, write-type) syscalls so far, from /proc/<pid>/io (0 where not readable)."""
+    reads = sum(_field(f"/proc/{pid}/io", "syscr") for pid in pids)
+    writes = sum(_field(f"/proc/{pid}/io", "syscw") for pid in pids)
+    return reads, writes
 
 
-def rss_mb(pid: int) -> float:
-    return _status_kb(pid, "VmRSS") / 1024
+def peak_rss_mb(pids: list[int]) -> float:
+    """Sum of VmHWM: the peak RSS of each process since start (or `reset_peak_rss`)."""
+    return sum(_field(f"/proc/{pid}/status", "VmHWM") for pid in pids) / 1024
 
 
-def reset_peak_rss(pid: int) -> bool:
+def rss_mb(pids: list[int]) -> float:
+    return sum(_field(f"/proc/{pid}/status", "VmRSS") for pid in pids) / 1024
+
+
+def reset_peak_rss(pids: list[int]) -> bool:
     """Reset VmHWM to the current RSS (Linux `clear_refs` 5); False where not permitted."""
     try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        for pid in pids:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
     except OSError:
         return False
     return True
+
+
+def machine_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (all CPUs), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values)
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS

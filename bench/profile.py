@@ -19,13 +19,17 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def start(pid: int, output: Path, fmt: str, rate: int = 200) -> subprocess.Popen[bytes] | None:
+def start(
+    pid: int, output: Path, fmt: str, *, subprocesses: bool = False, rate: int = 200
+) -> subprocess.Popen[bytes] | None:
     """Start `py-spy record` on `pid`; stop it with `stop()` after the workload."""
     exe = py_spy()
     if exe is None:
         return None
     command = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking"]
     command += ["--format", fmt, "--output", str(output)]
+    if subprocesses:
+        command.append("--subprocesses")
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -94,6 +98,7 @@ def summarise(raw: Path, top: int = 25) -> str:
     lines += [f"  {n / total:6.1%}  {name}" for name, n in by_category.most_common()]
     lines += ["", f"top {top} functions by self time:"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in self_time.most_common(top)]
-    lines += ["", f"top {top} functions by inclusive time:"]
-    lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
+    lines += ["", f"top {top} functions by inclusive time (entry points above 95% left out):"]
+    below = [(name, n) for name, n in inclusive.most_common() if n < 0.95 * total]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in below[:top]]
     return "\n".join(lines)

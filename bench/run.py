@@ -75,7 +75,9 @@ def free_port() -> int:
 class Servers:
     """The mock upstream and the proxy as child processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self.proxy_pids: list[int] = []
         self.workdir = Path(tempfile.mkdtemp(prefix="ccp-bench-"))
         self.mock = subprocess.Popen(
             [sys.executable, str(BENCH_DIR / "mock.py"), "--port", "0"],
@@ -100,8 +102,11 @@ class Servers:
         self.proxy_log = self.workdir / "proxy.log"
         with self.proxy_log.open("wb") as log:
             # The work directory is empty, so no stray `.env` changes the proxy's settings.
+            command = [sys.executable, "-m", "claude_code_proxy"]
+            if workers > 1:
+                command += ["--workers", str(workers)]
             self.proxy = subprocess.Popen(
-                [sys.executable, "-m", "claude_code_proxy"],
+                command,
                 env=env,
                 cwd=self.workdir,
                 stdout=log,
@@ -124,11 +129,21 @@ class Servers:
             try:
                 async with session.get(self.proxy_url + "/health") as response:
                     if response.status == 200:
+                        await self._wait_workers()
                         return
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
         raise SystemExit("the proxy did not start:\n" + self.proxy_log.read_text())
+
+    async def _wait_workers(self) -> None:
+        """The proxy's processes: itself, or the supervisor and all its workers."""
+        for _ in range(100):
+            self.proxy_pids = procstat.tree(self.proxy.pid)
+            if self.workers == 1 or len(self.proxy_pids) > self.workers:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5 if self.workers > 1 else 0)
 
     def stop(self) -> None:
         for process in (self.proxy, self.mock):
@@ -193,6 +208,9 @@ class Measured:
     mock_cpu_ms: float  # per request
     driver_cpu_ms: float  # per request
     proxy_peak_mb: float | None
+    proxy_reads: float  # read-type syscalls per request
+    proxy_writes: float  # write-type syscalls per request
+    background: float  # share of the machine's CPU used by other processes during the run
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -212,13 +230,33 @@ class Measured:
             "mock_cpu_ms_per_req": self.mock_cpu_ms,
             "driver_cpu_ms_per_req": self.driver_cpu_ms,
             "proxy_peak_rss_mb": self.proxy_peak_mb,
+            "proxy_read_syscalls_per_req": self.proxy_reads,
+            "proxy_write_syscalls_per_req": self.proxy_writes,
+            "background_cpu_pct": self.background * 100,
         }
 
 
+async def wait_quiet(limit: float, threshold: float = 0.15) -> None:
+    """Wait (at most `limit` seconds) until other processes use < `threshold` of the CPUs."""
+    deadline = time.monotonic() + limit
+    while True:
+        before = procstat.machine_seconds()
+        await asyncio.sleep(1.0)
+        after = procstat.machine_seconds()
+        load = (after[0] - before[0]) / max(1e-9, after[1] - before[1])
+        if load < threshold or time.monotonic() > deadline:
+            if load >= threshold:
+                print(f"  machine still {load:.0%} busy: measuring anyway", file=sys.stderr)
+            return
+
+
 class Bench:
-    def __init__(self, servers: Servers, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, servers: Servers, session: aiohttp.ClientSession, quiet_wait: float = 0.0
+    ) -> None:
         self.servers = servers
         self.session = session
+        self.quiet_wait = quiet_wait
 
     async def configure(self, workload: Workload) -> None:
         config = {"chunks": workload.chunks, "delay_ms": workload.delay_ms}
@@ -232,16 +270,27 @@ class Bench:
         n = requests or workload.requests
         c = workload.concurrency
         await run_load(self.session, target, concurrency=c, requests=max(c, min(n, 20)))
-        proxy_pid, mock_pid = self.servers.proxy.pid, self.servers.mock.pid
-        reset = mode == "proxy" and procstat.reset_peak_rss(proxy_pid)
-        before = procstat.cpu_seconds(proxy_pid), procstat.cpu_seconds(mock_pid)
+        if self.quiet_wait:
+            await wait_quiet(self.quiet_wait)
+        proxy, mock = self.servers.proxy_pids, [self.servers.mock.pid]
+        reset = mode == "proxy" and procstat.reset_peak_rss(proxy)
+        before = procstat.cpu_seconds(proxy), procstat.cpu_seconds(mock)
+        calls_before = procstat.syscalls(proxy)
         driver_before = time.process_time()
+        machine_before = procstat.machine_seconds()
         result = await run_load(self.session, target, concurrency=c, requests=n)
+        machine_after = procstat.machine_seconds()
+        busy = machine_after[0] - machine_before[0]
+        total = machine_after[1] - machine_before[1]
         driver = time.process_time() - driver_before
-        proxy_cpu = procstat.cpu_seconds(proxy_pid) - before[0]
-        mock_cpu = procstat.cpu_seconds(mock_pid) - before[1]
+        proxy_cpu = procstat.cpu_seconds(proxy) - before[0]
+        mock_cpu = procstat.cpu_seconds(mock) - before[1]
+        calls = procstat.syscalls(proxy)
         done = max(1, len(result.samples))
-        peak = procstat.peak_rss_mb(proxy_pid) if mode == "proxy" else None
+        peak = procstat.peak_rss_mb(proxy) if mode == "proxy" else None
+        is_proxy = mode == "proxy"
+        ours = proxy_cpu + mock_cpu + driver
+        background = max(0.0, busy - ours) / total if total else 0.0
         if mode == "proxy" and not reset:
             print("  (could not reset VmHWM: peak RSS is since proxy start)", file=sys.stderr)
         if result.errors:
@@ -250,10 +299,13 @@ class Bench:
             workload,
             mode,
             result,
-            proxy_cpu_ms=proxy_cpu * 1000 / done if mode == "proxy" else 0.0,
+            proxy_cpu_ms=proxy_cpu * 1000 / done if is_proxy else 0.0,
             mock_cpu_ms=mock_cpu * 1000 / done,
             driver_cpu_ms=driver * 1000 / done,
             proxy_peak_mb=peak,
+            proxy_reads=(calls[0] - calls_before[0]) / done if is_proxy else 0.0,
+            proxy_writes=(calls[1] - calls_before[1]) / done if is_proxy else 0.0,
+            background=background,
         )
 
     async def pair(
@@ -279,8 +331,8 @@ def _ratio(a: float, b: float) -> str:
 
 TABLE_HEAD = (
     "| workload | mode | req | err | req/s | TTFB p50 ms | TTFB p99 ms | TTFT p50 ms | "
-    "TTFT p99 ms | total p50 ms | wall s | proxy CPU ms/req | mock CPU ms/req | "
-    "proxy peak RSS MB |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    "total p50 ms | wall s | proxy CPU ms/req | proxy syscalls/req r/w | mock CPU ms/req | "
+    "proxy peak RSS MB | other load |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 )
 
 
@@ -289,20 +341,27 @@ def table(pairs: list[tuple[Measured, Measured]]) -> str:
     for direct, proxy in pairs:
         for m in (direct, proxy):
             r = m.row()
-            cpu = _f(r["proxy_cpu_ms_per_req"], 2) if m.mode == "proxy" else "–"
+            is_proxy = m.mode == "proxy"
+            cpu = _f(r["proxy_cpu_ms_per_req"], 2) if is_proxy else "–"
+            calls = (
+                f"{r['proxy_read_syscalls_per_req']:.1f} / {r['proxy_write_syscalls_per_req']:.1f}"
+                if is_proxy
+                else "–"
+            )
             lines.append(
                 f"| {m.workload.key} | {m.mode} | {r['requests']} | {r['errors']} | "
                 f"{_f(r['rps'])} | {_f(r['ttfb_p50_ms'], 2)} | {_f(r['ttfb_p99_ms'], 2)} | "
-                f"{_f(r['ttft_p50_ms'], 2)} | {_f(r['ttft_p99_ms'], 2)} | "
-                f"{_f(r['total_p50_ms'], 2)} | {_f(r['wall_s'], 2)} | {cpu} | "
-                f"{_f(r['mock_cpu_ms_per_req'], 2)} | {_f(r['proxy_peak_rss_mb'])} |"
+                f"{_f(r['ttft_p50_ms'], 2)} | {_f(r['total_p50_ms'], 2)} | "
+                f"{_f(r['wall_s'], 2)} | {cpu} | {calls} | "
+                f"{_f(r['mock_cpu_ms_per_req'], 2)} | {_f(r['proxy_peak_rss_mb'])} | "
+                f"{r['background_cpu_pct']:.0f}% |"
             )
         d, p = direct.row(), proxy.row()
-        keys = ("ttfb_p50_ms", "ttfb_p99_ms", "ttft_p50_ms", "ttft_p99_ms", "total_p50_ms")
+        keys = ("ttfb_p50_ms", "ttfb_p99_ms", "ttft_p50_ms", "total_p50_ms")
         ratios = " | ".join(_ratio(d[k], p[k]) for k in keys)
         lines.append(
             f"| {direct.workload.key} | **proxy/direct** | | | **{_ratio(d['rps'], p['rps'])}** | "
-            f"{ratios} | {_ratio(d['wall_s'], p['wall_s'])} | | | |"
+            f"{ratios} | {_ratio(d['wall_s'], p['wall_s'])} | | | | | |"
         )
     return "\n".join(lines)
 
@@ -324,9 +383,11 @@ def targets_table(pairs: dict[str, tuple[Measured, Measured]]) -> str:
         if key in pairs:
             d, p = (m.row() for m in pairs[key])
             ratio = p["ttft_p50_ms"] / d["ttft_p50_ms"] if d["ttft_p50_ms"] else 0
+            added = p["ttft_p50_ms"] - d["ttft_p50_ms"]
             add(
                 f"TTFT p50 ≤ 1.2× direct ({label})",
-                f"{ratio:.2f}× ({p['ttft_p50_ms']:.2f} vs {d['ttft_p50_ms']:.2f} ms)",
+                f"{ratio:.2f}× ({p['ttft_p50_ms']:.2f} vs {d['ttft_p50_ms']:.2f} ms, "
+                f"+{added:.2f} ms)",
                 ratio <= 1.2,
             )
     if "slow" in pairs:
@@ -376,6 +437,7 @@ async def run_sweep(bench: Bench, quick: bool) -> list[dict[str, float]]:
             for key in ("rps", "ttfb_p50_ms", "ttfb_p99_ms", "ttft_p50_ms", "total_p50_ms"):
                 row[f"{m.mode}_{key}"] = r[key]
         row["proxy_cpu_ms_per_req"] = proxy.proxy_cpu_ms
+        row["background_cpu_pct"] = max(direct.background, proxy.background) * 100
         rows.append(row)
         print(
             f"  c={c:<4} direct {row['direct_rps']:7.1f} req/s  TTFB p50 "
@@ -389,36 +451,42 @@ async def run_sweep(bench: Bench, quick: bool) -> list[dict[str, float]]:
 def sweep_table(rows: list[dict[str, float]]) -> str:
     lines = [
         "| concurrency | direct req/s | proxy req/s | ratio | direct TTFB p50 ms | "
-        "proxy TTFB p50 ms | direct TTFT p50 ms | proxy TTFT p50 ms | proxy CPU ms/req |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "proxy TTFB p50 ms | direct TTFT p50 ms | proxy TTFT p50 ms | proxy CPU ms/req | "
+        "other load |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         lines.append(
             f"| {int(r['concurrency'])} | {r['direct_rps']:.1f} | {r['proxy_rps']:.1f} | "
             f"{_ratio(r['direct_rps'], r['proxy_rps'])} | {r['direct_ttfb_p50_ms']:.2f} | "
             f"{r['proxy_ttfb_p50_ms']:.2f} | {r['direct_ttft_p50_ms']:.2f} | "
-            f"{r['proxy_ttft_p50_ms']:.2f} | {r['proxy_cpu_ms_per_req']:.2f} |"
+            f"{r['proxy_ttft_p50_ms']:.2f} | {r['proxy_cpu_ms_per_req']:.2f} | "
+            f"{r['background_cpu_pct']:.0f}% |"
         )
     return "\n".join(lines)
 
 
-async def profile_proxy(bench: Bench, quick: bool) -> str:
-    """py-spy the proxy during the short-stream workload: a flame graph and a summary."""
+async def profile_proxy(bench: Bench, key: str) -> str:
+    """py-spy the proxy during one workload (twice): a flame graph and a text summary."""
     if profiling.py_spy() is None:
         return "py-spy is not installed: profile skipped (pip install py-spy)"
-    workload = next(w for w in workloads(quick) if w.key == "short")
+    workload = next(w for w in workloads(False) if w.key == key)
     await bench.configure(workload)
     _, target = targets(workload, bench.servers)
     pid = bench.servers.proxy.pid
+    c = workload.concurrency
+    await run_load(bench.session, target, concurrency=c, requests=c)  # open the connections
     outputs = []
     for fmt, path in (
         ("raw", BENCH_DIR / "profile.txt"),
         ("flamegraph", BENCH_DIR / "profile.svg"),
     ):
-        spy = profiling.start(pid, path, fmt)
+        spy = profiling.start(pid, path, fmt, subprocesses=bench.servers.workers > 1)
         assert spy is not None
         await asyncio.sleep(0.5)
-        await run_load(bench.session, target, concurrency=workload.concurrency, requests=1000)
+        await run_load(
+            bench.session, target, concurrency=workload.concurrency, requests=workload.requests
+        )
         error = profiling.stop(spy)
         if error:
             return f"py-spy failed: {error.strip()}"
@@ -427,47 +495,61 @@ async def profile_proxy(bench: Bench, quick: bool) -> str:
     return f"profile written to {', '.join(outputs)}\n\n{summary}"
 
 
+def micro_table(timings: list[tuple[str, float, str]]) -> str:
+    lines = ["| in-process timing (CPU time, best of 20 rounds) | value |", "|---|--:|"]
+    lines += [f"| {name} | {value:.2f} {unit} |" for name, value, unit in timings]
+    return "\n".join(lines)
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    report: dict[str, Any] = {"machine": machine(), "command": " ".join(sys.argv)}
-    print(f"machine: {report['machine']}", flush=True)
+    command = "python -m bench " + " ".join(sys.argv[1:])
+    report: dict[str, Any] = {"machine": machine(), "command": command.strip()}
+    sections = [f"Command: `{report['command']}`", f"Machine: {report['machine']}"]
+
+    def emit(text: str) -> None:
+        sections.append(text)
+        print("\n" + text, flush=True)
+
+    print("\n\n".join(sections), flush=True)
     if not args.no_micro:
         from bench import micro
 
-        print("\nin-process translation cost:", flush=True)
-        rows = micro.run(budget=0.3 if args.quick else 1.0)
-        report["micro"] = [{"name": n, "value": v, "unit": u} for n, v, u in rows]
-        for name, value, unit in rows:
-            print(f"  {value:10.2f} {unit:9} {name}", flush=True)
-    servers = Servers()
+        timings = micro.run(budget=0.3 if args.quick else 1.0)
+        report["micro"] = [{"name": n, "value": v, "unit": u} for n, v, u in timings]
+        emit(micro_table(timings))
+    servers = Servers(args.proxy_workers)
     try:
         async with new_session() as session:
             await servers.wait_ready(session)
-            bench = Bench(servers, session)
-            pid = servers.proxy.pid
-            report["proxy_idle_rss_mb"] = procstat.rss_mb(pid)
-            print(f"\nproxy pid {pid}, idle RSS {report['proxy_idle_rss_mb']:.1f} MB", flush=True)
+            bench = Bench(servers, session, args.wait_quiet)
+            pids = servers.proxy_pids
+            report["proxy_idle_rss_mb"] = procstat.rss_mb(pids)
+            emit(f"Proxy processes {pids}, idle RSS {report['proxy_idle_rss_mb']:.1f} MB.")
             selected = [w for w in workloads(args.quick) if w.key in args.workloads]
             pairs: dict[str, tuple[Measured, Measured]] = {}
             for workload in selected:
-                print(f"\n{workload.key}: {workload.title} …", flush=True)
+                print(f"{workload.key}: {workload.title} …", flush=True)
                 pairs[workload.key] = await bench.pair(workload)
             if pairs:
                 report["workloads"] = [m.row() for pair in pairs.values() for m in pair]
-                print("\n" + table(list(pairs.values())))
-                print("\n" + targets_table(pairs))
+                emit(table(list(pairs.values())))
+                emit(targets_table(pairs))
             if args.concurrency_sweep:
-                print("\nconcurrency sweep (200-chunk streams):", flush=True)
+                print("concurrency sweep (200-chunk streams):", flush=True)
                 rows = await run_sweep(bench, args.quick)
                 report["sweep"] = rows
-                print("\n" + sweep_table(rows))
+                emit(sweep_table(rows))
                 title = f"200-chunk streams, {machine()}"
-                print(plot_sweep(rows, Path(args.plot), title))
+                emit(plot_sweep(rows, Path(args.plot), title))
             if args.profile:
-                print("\nprofiling the proxy (short streams, c=50) …", flush=True)
-                report["profile"] = await profile_proxy(bench, args.quick)
-                print(report["profile"])
+                print(f"profiling the proxy under '{args.profile}' …", flush=True)
+                report["profile"] = await profile_proxy(bench, args.profile)
+                emit("```\n" + report["profile"] + "\n```")
     finally:
         servers.stop()
+    if args.report:
+        Path(args.report).write_text("\n\n".join(sections) + "\n")
+        print(f"\nreport written to {args.report}")
     return report
 
 
@@ -485,10 +567,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--plot", default=str(BENCH_DIR / "plot.png"), help="sweep plot path")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the proxy under short streams"
+        "--profile",
+        nargs="?",
+        const="short",
+        choices=keys,
+        help="py-spy the proxy under a workload (default: short) → bench/profile.{txt,svg}",
+    )
+    parser.add_argument(
+        "--proxy-workers", type=int, default=1, help="run the proxy with --workers N"
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each measurement wait up to SECONDS for other processes to go idle",
     )
     parser.add_argument("--no-micro", action="store_true", help="skip in-process timings")
     parser.add_argument("--json", help="also write all results to this JSON file")
+    parser.add_argument("--report", help="also write the Markdown tables to this file")
     args = parser.parse_args(argv)
     chosen = [] if args.workloads == "none" else args.workloads.split(",")
     unknown = set(chosen) - set(keys)

@@ -20,8 +20,10 @@ import pytest
 
 from mock_upstream import (
     MockUpstream,
+    chunk,
     disconnect,
     json_response,
+    make_usage,
     raw_response,
     sse_response,
     text_chunks,
@@ -121,14 +123,14 @@ def closed_port() -> int:
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_connection_refused_is_502(
-    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, stream: bool
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:
     proxy = proxy_factory(OPENAI_BASE_URL=f"http://127.0.0.1:{closed_port()}/v1", MAX_RETRIES="1")
-    err = expect_http_error(request(proxy, make_body(stream=stream)), 502, "api_error")
-    assert "connect" in err["message"].lower()
-    assert mock_upstream.requests == []
+    for stream in (False, True):
+        err = expect_http_error(request(proxy, make_body(stream=stream)), 502, "api_error")
+        assert "connect" in err["message"].lower()
+        assert mock_upstream.requests == []
 
 
 def test_html_502_page_is_mapped_with_its_title(
@@ -156,20 +158,20 @@ def test_upstream_closing_before_headers_is_502_after_retries(
     assert len(mock_upstream.chat_requests) == 2  # first try + MAX_RETRIES=1
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_hang_before_headers_is_504_timeout(
-    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, stream: bool
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:
     proxy = proxy_factory(REQUEST_TIMEOUT="0.5", MAX_RETRIES="0")
-    mock_upstream.enqueue(
-        sse_response(text_chunks(["late"]), hang_before_headers=HANG)
-        if stream
-        else json_response({"never": "sent"}, hang_before_headers=HANG)
-    )
-    err = expect_http_error(request(proxy, make_body(stream=stream), read_timeout=8), 504)
-    assert err["type"] == "timeout_error"
-    # The proxy gave up on the upstream request: its connection is gone.
-    mock_upstream.wait_for(lambda m: m.chat_requests[0].client_disconnected, timeout=5)
+    for stream in (False, True):
+        mock_upstream.enqueue(
+            sse_response(text_chunks(["late"]), hang_before_headers=HANG)
+            if stream
+            else json_response({"never": "sent"}, hang_before_headers=HANG)
+        )
+        err = expect_http_error(request(proxy, make_body(stream=stream), read_timeout=8), 504)
+        assert err["type"] == "timeout_error"
+        # The proxy gave up on the upstream request: its connection is gone.
+        mock_upstream.wait_for(lambda m: m.chat_requests[-1].client_disconnected, timeout=5)
 
 
 # ------------------------------------------------------------------------------------------
@@ -268,19 +270,22 @@ def test_drop_before_any_chunk_is_an_error_event(
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("usage_in_finish_chunk", [False, True], ids=["usage-chunk", "inline"])
 def test_complete_stream_ends_although_upstream_never_closes(
-    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, usage_in_finish_chunk: bool
 ) -> None:
     # finish + usage arrive, then neither [DONE] nor EOF.  REQUEST_TIMEOUT is far away, so only
     # the proxy noticing that the answer is complete can end the stream before the client's
     # 2.5 s read timeout fires (httpx.ReadTimeout would fail the test).
     proxy = proxy_factory(REQUEST_TIMEOUT="30")
-    mock_upstream.enqueue(
-        sse_response(
-            [*text_chunks(["All", " done"]), usage_chunk(25, 7)],
-            keep_open_after_end=HANG,
-        )
-    )
+    if usage_in_finish_chunk:
+        chunks = [
+            *text_chunks(["All", " done"], finish_reason=None),
+            chunk({}, finish_reason="stop", usage=make_usage(25, 7)),
+        ]
+    else:
+        chunks = [*text_chunks(["All", " done"]), usage_chunk(25, 7)]
+    mock_upstream.enqueue(sse_response(chunks, keep_open_after_end=HANG))
     reply = request(proxy, make_body(), read_timeout=2.5, total=5)
     stream = expect_stream(reply, expect_error=False)
     assert stream.completed
@@ -321,7 +326,7 @@ def test_finish_without_usage_ends_although_upstream_never_closes(
 def test_hang_mid_stream_is_a_timeout_error_event(
     proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:
-    proxy = proxy_factory(REQUEST_TIMEOUT="0.5")
+    proxy = proxy_factory(REQUEST_TIMEOUT="1")
     mock_upstream.enqueue(
         sse_response(text_chunks(["Thinking ", "hard"], finish_reason=None), hang_after=3)
     )
@@ -335,12 +340,46 @@ def test_hang_mid_stream_is_a_timeout_error_event(
 def test_request_timeout_is_idle_not_total(
     proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:
-    # Eight gaps of 0.25 s: the whole stream takes ~2 s, four times REQUEST_TIMEOUT.
-    proxy = proxy_factory(REQUEST_TIMEOUT="0.6")
-    pieces = [f"w{i} " for i in range(8)]
-    mock_upstream.enqueue(sse_response(text_chunks(pieces, usage=(9, 8)), delay=0.25))
+    # Six gaps of 0.25 s: the whole stream takes longer than REQUEST_TIMEOUT, no gap comes close.
+    proxy = proxy_factory(REQUEST_TIMEOUT="1.2")
+    pieces = [f"w{i} " for i in range(5)]
+    mock_upstream.enqueue(sse_response(text_chunks(pieces, usage=(9, 5)), delay=[0] + [0.25] * 6))
     stream = expect_stream(request(proxy, make_body(), read_timeout=5), expect_error=False)
     assert stream.text == "".join(pieces)
+    assert stream.usage["output_tokens"] == 5
+
+
+def test_pings_do_not_mask_an_upstream_stall(
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
+) -> None:
+    # Keep-alive pings flow to the client while the upstream is silent, but the upstream idle
+    # timeout still ends the stream (the client's 8 s budget ends the test otherwise).
+    proxy = proxy_factory(REQUEST_TIMEOUT="1.5", PING_INTERVAL="0.2")
+    mock_upstream.enqueue(sse_response(text_chunks(["Quiet"], finish_reason=None), hang_after=2))
+    stream = expect_stream_error(
+        request(proxy, make_body(), read_timeout=5, total=8), ("timeout_error",)
+    )
+    assert stream.text == "Quiet"
+    assert stream.ping_count >= 2
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse-request-json-reply"])
+def test_json_body_stalling_after_headers_is_504_timeout(
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, stream: bool
+) -> None:
+    # 200 + JSON headers arrive, then half the body, then silence: an upstream timeout
+    # (protocol.md E.8: upstream timeout -> 504 timeout_error), with nothing sent to the client yet.
+    proxy = proxy_factory(REQUEST_TIMEOUT="0.5", MAX_RETRIES="0")
+    mock_upstream.enqueue(
+        sse_response(
+            [b'{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,'],
+            done=False,
+            headers={"Content-Type": "application/json"},
+            hang_after=1,
+        )
+    )
+    reply = request(proxy, make_body(stream=stream), read_timeout=8)
+    expect_http_error(reply, 504, "timeout_error")
 
 
 # ------------------------------------------------------------------------------------------
@@ -390,7 +429,7 @@ def test_disconnect_mid_stream_aborts_upstream(
         client.read_until(b"event: content_block_delta")
     finally:
         client.close()
-    mock_upstream.wait_for(lambda m: m.chat_requests[0].client_disconnected, timeout=3)
+    mock_upstream.wait_for(lambda m: m.chat_requests[0].client_disconnected, timeout=5)
     assert not mock_upstream.chat_requests[0].finished
     # Nothing leaked: the proxy serves the next request normally.
     assert expect_stream(request(proxy, make_body()), expect_error=False).completed
@@ -413,5 +452,5 @@ def test_disconnect_while_waiting_for_upstream_headers_aborts_upstream(
         assert client.received == b""
     finally:
         client.close()
-    mock_upstream.wait_for(lambda m: m.chat_requests[0].client_disconnected, timeout=3)
+    mock_upstream.wait_for(lambda m: m.chat_requests[0].client_disconnected, timeout=5)
     assert len(mock_upstream.chat_requests) == 1, "an abandoned request must not be retried"

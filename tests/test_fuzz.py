@@ -30,7 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mock_upstream import MockUpstream
-from sse_validator import validate_anthropic_error, validate_anthropic_message, validate_anthropic_stream
+from sse_validator import (
+    validate_anthropic_error,
+    validate_anthropic_message,
+    validate_anthropic_stream,
+)
 
 if TYPE_CHECKING:
     from conftest import ProxyFactory
@@ -542,7 +546,9 @@ def deep_body(site: str, depth: int, kind: str, stream: bool) -> bytes:
 def deep_bodies(draw: st.DrawFn) -> bytes:
     return deep_body(
         draw(st.sampled_from(sorted(DEEP_SITES))),
-        draw(st.one_of(st.integers(1, 300), st.sampled_from([254, 255, 256, 500, 1023, 1024, 1100]))),
+        draw(
+            st.one_of(st.integers(1, 300), st.sampled_from([254, 255, 256, 500, 1023, 1024, 1100]))
+        ),
         draw(st.sampled_from(["list", "dict", "blocks", "schema"])),
         draw(st.booleans()),
     )
@@ -552,7 +558,7 @@ def deep_bodies(draw: st.DrawFn) -> bytes:
 def huge_bodies(draw: st.DrawFn) -> bytes:
     """One multi-megabyte string somewhere in an otherwise valid body."""
     size = draw(st.sampled_from([100_000, 1_000_000, 2_500_000]))
-    unit = draw(st.sampled_from(["x", "hello world ", "é🙂", "\\\"", "\x00"]))
+    unit = draw(st.sampled_from(["x", "hello world ", "é🙂", '\\"', "\x00"]))
     huge = (unit * (size // len(unit) + 1))[:size]
     where = draw(st.sampled_from(["content", "system", "tool_input", "model", "stop"]))
     stream = draw(st.booleans())
@@ -583,7 +589,7 @@ INVALID_UTF8 = st.sampled_from(
 def raw_bodies(draw: st.DrawFn) -> bytes:
     """Bytes that are not a well-formed JSON object: broken encodings, truncation, junk."""
     valid = json.dumps(draw(PLAUSIBLE_BODY), ensure_ascii=False).encode()
-    choice = draw(st.integers(0, 7))
+    choice = draw(st.integers(0, 6))
     if choice == 0:  # invalid UTF-8 anywhere (often inside a string)
         return _splice(valid, draw(st.integers(0, len(valid))), draw(INVALID_UTF8))
     if choice == 1:  # truncated
@@ -612,8 +618,6 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
     if choice == 5:  # a valid body in another encoding
         encoding = draw(st.sampled_from(["utf-16", "utf-32", "latin-1"]))
         return valid.decode().encode(encoding, "replace")
-    if choice == 6:
-        return draw(deep_bodies())
     return valid
 
 
@@ -744,9 +748,7 @@ def test_random_headers_never_500(apps: Apps) -> None:
         stream=st.booleans(),
         path=st.sampled_from(PATHS),
     )
-    def run(
-        headers: list[tuple[bytes, bytes]], dynamic: bool, stream: bool, path: str
-    ) -> None:
+    def run(headers: list[tuple[bytes, bytes]], dynamic: bool, stream: bool, path: str) -> None:
         CASES["random headers (ASGI)"] += 1
         proxy = apps.dynamic if dynamic else apps.static
         body = json.dumps(_minimal(stream)).encode()
@@ -868,9 +870,7 @@ def test_raw_requests_over_a_socket_never_500(
         dynamic_mode=st.booleans(),
         path=st.sampled_from(PATHS),
     )
-    def run(
-        body: bytes, headers: list[tuple[bytes, bytes]], dynamic_mode: bool, path: str
-    ) -> None:
+    def run(body: bytes, headers: list[tuple[bytes, bytes]], dynamic_mode: bool, path: str) -> None:
         CASES["raw requests (socket)"] += 1
         proxy = dynamic if dynamic_mode else static
         reply = raw_http(proxy.host, proxy.port, build_request(path, headers, body))

@@ -185,29 +185,27 @@ MODEL_MAP = [
 ]
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-def test_model_mapping_and_echo(
-    proxy: ProxyHandle, mock_upstream: MockUpstream, stream: bool
-) -> None:
-    for client_model, upstream_model in MODEL_MAP:
-        resp = post(proxy, make_body(client_model, stream=stream))
-        if stream:
-            validated = expect_stream(resp)
-            assert validated.message is not None
-            model = validated.message["model"]
-        else:
-            model = expect_message(resp)["model"]
-        assert model == client_model
-        assert mock_upstream.last_request.json["model"] == upstream_model, client_model
+def test_model_mapping_and_echo(proxy: ProxyHandle, mock_upstream: MockUpstream) -> None:
+    for stream in (False, True):
+        for client_model, upstream_model in MODEL_MAP:
+            resp = post(proxy, make_body(client_model, stream=stream))
+            if stream:
+                validated = expect_stream(resp)
+                assert validated.message is not None
+                model = validated.message["model"]
+            else:
+                model = expect_message(resp)["model"]
+            assert model == client_model
+            assert mock_upstream.last_request.json["model"] == upstream_model, client_model
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_max_tokens_forwarded_unchanged_without_limit(
-    proxy: ProxyHandle, mock_upstream: MockUpstream, stream: bool
+    proxy: ProxyHandle, mock_upstream: MockUpstream
 ) -> None:
-    resp = post(proxy, make_body(max_tokens=128000, stream=stream))
-    assert resp.status_code == 200, resp.text
-    assert upstream_max_tokens(mock_upstream.last_request.json) == 128000
+    for stream in (False, True):
+        resp = post(proxy, make_body(max_tokens=128000, stream=stream))
+        assert resp.status_code == 200, resp.text
+        assert upstream_max_tokens(mock_upstream.last_request.json) == 128000
 
 
 def test_max_tokens_limit_clamps_only_above_the_limit(
@@ -317,18 +315,18 @@ UPSTREAM_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_upstream_http_errors_keep_their_status(
-    proxy: ProxyHandle, mock_upstream: MockUpstream, stream: bool
+    proxy: ProxyHandle, mock_upstream: MockUpstream
 ) -> None:
-    for upstream_status, upstream_type, status, error_type in UPSTREAM_ERRORS:
-        mock_upstream.reset()
-        message = f"upstream refuses this request (HTTP {upstream_status})"
-        mock_upstream.enqueue(error_response(upstream_status, message, upstream_type))
-        resp = post(proxy, make_body(stream=stream))
-        err = expect_error(resp, status, error_type)
-        assert message in err["message"]
-        assert len(mock_upstream.chat_requests) == 1, f"{upstream_status} must not be retried"
+    for stream in (False, True):
+        for upstream_status, upstream_type, status, error_type in UPSTREAM_ERRORS:
+            mock_upstream.reset()
+            message = f"upstream refuses this request (HTTP {upstream_status})"
+            mock_upstream.enqueue(error_response(upstream_status, message, upstream_type))
+            resp = post(proxy, make_body(stream=stream))
+            err = expect_error(resp, status, error_type)
+            assert message in err["message"]
+            assert len(mock_upstream.chat_requests) == 1, f"{upstream_status} must not be retried"
 
 
 @pytest.mark.parametrize(
@@ -370,16 +368,17 @@ def test_upstream_503_becomes_529_overloaded(
     assert 1 <= len(mock_upstream.chat_requests) <= 3
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_upstream_504_becomes_504_timeout(
-    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, stream: bool
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:
     proxy = proxy_factory(MAX_RETRIES="0")
-    mock_upstream.enqueue(error_response(504, "gateway timed out", "timeout"))
-    resp = post(proxy, make_body(stream=stream))
-    err = expect_error(resp, 504, "timeout_error")
-    assert "gateway timed out" in err["message"]
-    assert len(mock_upstream.chat_requests) == 1
+    for stream in (False, True):
+        mock_upstream.reset()
+        mock_upstream.enqueue(error_response(504, "gateway timed out", "timeout"))
+        resp = post(proxy, make_body(stream=stream))
+        err = expect_error(resp, 504, "timeout_error")
+        assert "gateway timed out" in err["message"]
+        assert len(mock_upstream.chat_requests) == 1
 
 
 def test_transient_503_is_retried_then_succeeds(
@@ -391,18 +390,16 @@ def test_transient_503_is_retried_then_succeeds(
     assert len(mock_upstream.chat_requests) == 2
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-def test_html_error_page_is_mapped(
-    proxy: ProxyHandle, mock_upstream: MockUpstream, stream: bool
-) -> None:
-    page = (
-        "<!DOCTYPE html><html><head><title>500 Internal Server Error</title></head>"
-        "<body><h1>Internal Server Error</h1><hr><center>nginx/1.25.3</center></body></html>"
-    )
-    mock_upstream.enqueue(raw_response(500, page))
-    err = expect_error(post(proxy, make_body(stream=stream)), 500, "api_error")
-    assert "500 Internal Server Error" in err["message"]
-    assert "<html" not in err["message"].lower()
+def test_html_error_page_is_mapped(proxy: ProxyHandle, mock_upstream: MockUpstream) -> None:
+    for stream in (False, True):
+        page = (
+            "<!DOCTYPE html><html><head><title>500 Internal Server Error</title></head>"
+            "<body><h1>Internal Server Error</h1><hr><center>nginx/1.25.3</center></body></html>"
+        )
+        mock_upstream.enqueue(raw_response(500, page))
+        err = expect_error(post(proxy, make_body(stream=stream)), 500, "api_error")
+        assert "500 Internal Server Error" in err["message"]
+        assert "<html" not in err["message"].lower()
 
 
 def test_plain_text_error_body_is_mapped(proxy: ProxyHandle, mock_upstream: MockUpstream) -> None:
@@ -448,24 +445,26 @@ def test_static_mode_sends_the_server_key_never_the_client_key(
 PROXY_SECRET = "proxy-secret-42"
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"x-api-key": PROXY_SECRET},
-        {"authorization": f"Bearer {PROXY_SECRET}"},
-        {"x-api-key": PROXY_SECRET, "authorization": f"Bearer {PROXY_SECRET}"},
-    ],
-    ids=["x-api-key", "bearer", "both"],
-)
+GOOD_CREDENTIALS = [
+    {"x-api-key": PROXY_SECRET},
+    {"authorization": f"Bearer {PROXY_SECRET}"},
+    {"x-api-key": PROXY_SECRET, "authorization": f"Bearer {PROXY_SECRET}"},
+]
+
+
 def test_anthropic_api_key_accepted_from_either_header(
-    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, headers: dict[str, str]
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:
     proxy = proxy_factory(ANTHROPIC_API_KEY=PROXY_SECRET)
-    stream = expect_stream(post(proxy, make_body(stream=True), headers=headers))
-    assert stream.completed
-    sent = mock_upstream.last_request
-    assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
-    assert PROXY_SECRET not in json.dumps(sent.headers)
+    for headers in GOOD_CREDENTIALS:
+        stream = expect_stream(post(proxy, make_body(stream=True), headers=headers))
+        assert stream.completed, headers
+        sent = mock_upstream.last_request
+        assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+        assert PROXY_SECRET not in json.dumps(sent.headers)
+        count = post(proxy, make_body(), path="/v1/messages/count_tokens", headers=headers)
+        assert count.status_code == 200, count.text
+    assert len(mock_upstream.chat_requests) == len(GOOD_CREDENTIALS)
 
 
 BAD_CREDENTIALS = [
@@ -502,17 +501,19 @@ def test_anthropic_api_key_rejects_other_clients(
     assert mock_upstream.requests == [], "the upstream must never be called"
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_dynamic_mode_forwards_the_client_key(
-    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, stream: bool
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:
     proxy = proxy_factory({"OPENAI_API_KEY": None})
-    resp = post(proxy, make_body(stream=stream), headers={"x-api-key": "sk-user-one"})
-    assert resp.status_code == 200, resp.text
-    assert mock_upstream.last_request.headers["authorization"] == "Bearer sk-user-one"
-    resp = post(proxy, make_body(stream=stream), headers={"authorization": "Bearer sk-user-two"})
-    assert resp.status_code == 200, resp.text
-    assert mock_upstream.last_request.headers["authorization"] == "Bearer sk-user-two"
+    for stream in (False, True):
+        resp = post(proxy, make_body(stream=stream), headers={"x-api-key": "sk-user-one"})
+        assert resp.status_code == 200, resp.text
+        assert mock_upstream.last_request.headers["authorization"] == "Bearer sk-user-one"
+        resp = post(
+            proxy, make_body(stream=stream), headers={"authorization": "Bearer sk-user-two"}
+        )
+        assert resp.status_code == 200, resp.text
+        assert mock_upstream.last_request.headers["authorization"] == "Bearer sk-user-two"
 
 
 def test_dynamic_mode_without_a_client_key_is_401(
@@ -579,15 +580,15 @@ def test_count_tokens(proxy: ProxyHandle, mock_upstream: MockUpstream, path: str
     assert mock_upstream.chat_requests == []
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [b"{not json", {"messages": [{"role": "user", "content": "x"}]}, {"model": "claude-x"}],
-    ids=["bad-json", "no-model", "no-messages"],
-)
-def test_count_tokens_rejects_bad_bodies(proxy: ProxyHandle, payload: Any) -> None:
-    expect_error(
-        post(proxy, payload, path="/v1/messages/count_tokens"), 400, "invalid_request_error"
-    )
+def test_count_tokens_rejects_bad_bodies(proxy: ProxyHandle) -> None:
+    for payload in (
+        b"{not json",
+        b"",
+        {"messages": [{"role": "user", "content": "x"}]},
+        {"model": "claude-x"},
+    ):
+        resp = post(proxy, payload, path="/v1/messages/count_tokens")
+        expect_error(resp, 400, "invalid_request_error")
 
 
 def test_models_list(proxy: ProxyHandle) -> None:
@@ -731,62 +732,60 @@ INVALID_BODIES: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-def test_invalid_requests_are_400(
-    proxy: ProxyHandle, mock_upstream: MockUpstream, stream: bool
-) -> None:
-    for payload in INVALID_BODIES:
-        if stream and isinstance(payload, dict):
-            payload = {**payload, "stream": True}
-        expect_error(post(proxy, payload), 400, "invalid_request_error")
-    assert mock_upstream.requests == []
+def test_invalid_requests_are_400(proxy: ProxyHandle, mock_upstream: MockUpstream) -> None:
+    for stream in (False, True):
+        for payload in INVALID_BODIES:
+            if stream and isinstance(payload, dict):
+                payload = {**payload, "stream": True}
+            expect_error(post(proxy, payload), 400, "invalid_request_error")
+        assert mock_upstream.requests == []
 
 
-@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
-def test_request_too_large_is_413(
-    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, path: str
-) -> None:
+def test_request_too_large_is_413(proxy_factory: ProxyFactory, mock_upstream: MockUpstream) -> None:
     proxy = proxy_factory(MAX_REQUEST_BYTES="4096")
     payload = make_body(text="x" * 10_000)
-    expect_error(post(proxy, payload, path=path), 413, "request_too_large")
+    paths = ["/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens"]
 
     def chunks() -> Iterator[bytes]:  # no content-length: the size is checked while reading
         data = json.dumps(payload).encode()
         for i in range(0, len(data), 1000):
             yield data[i : i + 1000]
 
-    resp = httpx.post(
-        proxy.url(path),
-        content=chunks(),
-        headers={**client_headers(), "content-type": "application/json"},
-        timeout=TIMEOUT,
-    )
-    expect_error(resp, 413, "request_too_large")
+    for path in paths:
+        expect_error(post(proxy, payload, path=path), 413, "request_too_large")
+        resp = httpx.post(
+            proxy.url(path),
+            content=chunks(),
+            headers={**client_headers(), "content-type": "application/json"},
+            timeout=TIMEOUT,
+        )
+        expect_error(resp, 413, "request_too_large")
     assert mock_upstream.requests == []
     # A body under the limit still works.
-    assert post(proxy, make_body(), path=path).status_code == 200
+    for path in paths:
+        assert post(proxy, make_body(), path=path).status_code == 200
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_max_tokens_zero_answers_without_upstream(
-    proxy: ProxyHandle, mock_upstream: MockUpstream, stream: bool
+    proxy: ProxyHandle, mock_upstream: MockUpstream
 ) -> None:
-    resp = post(proxy, make_body("claude-haiku-4-5", max_tokens=0, stream=stream))
-    if stream:
-        validated = expect_stream(resp)
-        assert validated.completed
-        assert validated.content == []
-        assert validated.stop_reason == "max_tokens"
-        assert validated.message is not None
-        assert validated.message["model"] == "claude-haiku-4-5"
-    else:
-        msg = validate_anthropic_message(resp.content) if resp.status_code == 200 else None
-        assert msg is not None, resp.text
-        assert_request_id(resp)
-        assert msg["content"] == []
-        assert msg["stop_reason"] == "max_tokens"
-        assert msg["usage"]["output_tokens"] == 0
-    assert mock_upstream.requests == []
+    for stream in (False, True):
+        resp = post(proxy, make_body("claude-haiku-4-5", max_tokens=0, stream=stream))
+        if stream:
+            validated = expect_stream(resp)
+            assert validated.completed
+            assert validated.content == []
+            assert validated.stop_reason == "max_tokens"
+            assert validated.message is not None
+            assert validated.message["model"] == "claude-haiku-4-5"
+        else:
+            msg = validate_anthropic_message(resp.content) if resp.status_code == 200 else None
+            assert msg is not None, resp.text
+            assert_request_id(resp)
+            assert msg["content"] == []
+            assert msg["stop_reason"] == "max_tokens"
+            assert msg["usage"]["output_tokens"] == 0
+        assert mock_upstream.requests == []
 
 
 # ------------------------------------------------------------------------------------------

@@ -311,17 +311,18 @@ def test_error_classes(proxy_factory: ProxyFactory, mock_upstream: MockUpstream)
                 assert exc.body["error"]["type"] == "overloaded_error"
 
 
-def test_upstream_503_is_529_for_the_sdk_after_proxy_retries(
-    client: anthropic.Anthropic, mock_upstream: MockUpstream
+def test_upstream_503_is_529_when_streaming(
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:
-    for _ in range(3):  # the proxy itself retries 503 up to twice
-        mock_upstream.enqueue(error_response(503, "Service overloaded", "server_error"))
+    mock_upstream.enqueue(error_response(503, "Service overloaded", "server_error"))
     with (
+        make_client(proxy_factory(MAX_RETRIES="0")) as client,
         pytest.raises(anthropic.APIStatusError) as caught,
         client.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream,
     ):
         stream.get_final_message()
     assert caught.value.status_code == 529
+    assert "Service overloaded" in str(caught.value)
     assert isinstance(caught.value, anthropic.InternalServerError)
 
 

@@ -117,7 +117,8 @@ class Proxy:
             record.client = key_id(client_key(request.headers) or key)
             raw = await read_body(request, self.settings.max_request_bytes)
             if self.capture is not None:
-                capture = self.capture.session(record.request_id, [key])
+                secrets = [key, client_key(request.headers) or ""]
+                capture = self.capture.session(record.request_id, secrets)
                 capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
             body = parse_json(raw)
             session = request.headers.get("x-claude-code-session-id")

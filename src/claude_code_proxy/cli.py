@@ -1,85 +1,456 @@
-"""The `claude-code-proxy` command."""
+"""The `claude-code-proxy` command: serve (the default), doctor, and run.
+
+Configuration comes from the environment, then a `.env` file (never overriding the
+environment), then command-line flags, which are written into the same mapping that
+`Settings.from_env` reads, so every path validates settings the same way.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
-from dotenv import find_dotenv, load_dotenv
+from dotenv import dotenv_values, find_dotenv
 
 from claude_code_proxy import __version__
 from claude_code_proxy.config import ConfigError, Settings, configure_logging
+from claude_code_proxy.doctor import DEFAULT_TIMEOUT, Check, Doctor, format_check, summary
+from claude_code_proxy.launcher import (
+    BackgroundProxy,
+    ProxyStartError,
+    child_environment,
+    client_key,
+    find_settings_overrides,
+    http_origin,
+    is_loopback_host,
+    mask_key,
+    probe_health,
+    run_command,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+APP_FACTORY = "claude_code_proxy.app:create_app_from_env"
+EXIT_CONFIG = 2
+
+#: (flag, parameter name, environment variable, click type, help)
+ENV_FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
+    ("--host", "host", "HOST", str, "Address to listen on (HOST, default 127.0.0.1)."),
+    ("--port", "port", "PORT", click.IntRange(0, 65535), "Port to listen on (PORT, default 8082)."),
+    (
+        "--log-level",
+        "log_level",
+        "LOG_LEVEL",
+        str,
+        "CRITICAL, ERROR, WARNING, INFO (adds an access log) or DEBUG (LOG_LEVEL).",
+    ),
+    (
+        "--base-url",
+        "base_url",
+        "OPENAI_BASE_URL",
+        str,
+        "Upstream OpenAI-compatible base URL (OPENAI_BASE_URL).",
+    ),
+    ("--big-model", "big_model", "BIG_MODEL", str, "Upstream model for opus (BIG_MODEL)."),
+    (
+        "--middle-model",
+        "middle_model",
+        "MIDDLE_MODEL",
+        str,
+        "Upstream model for sonnet (MIDDLE_MODEL, default BIG_MODEL).",
+    ),
+    ("--small-model", "small_model", "SMALL_MODEL", str, "Upstream model for haiku (SMALL_MODEL)."),
+    (
+        "--max-tokens-limit",
+        "max_tokens_limit",
+        "MAX_TOKENS_LIMIT",
+        click.IntRange(min=1),
+        "Cap on the upstream max tokens (MAX_TOKENS_LIMIT, default none).",
+    ),
+    (
+        "--request-timeout",
+        "request_timeout",
+        "REQUEST_TIMEOUT",
+        float,
+        "Seconds the upstream may stay silent (REQUEST_TIMEOUT, default 600).",
+    ),
+)
+FLAG_PARAMS = frozenset(param for _, param, *_ in ENV_FLAGS) | {"env_file"}
 
 
-def _mask(value: str | None) -> str:
-    if not value:
-        return "(not set)"
-    return f"{value[:3]}…{value[-2:]}" if len(value) > 8 else "***"
+def proxy_options(func: F) -> F:
+    """The flags that mirror environment variables, shared by every command."""
+    for flag, param, _, kind, help_text in reversed(ENV_FLAGS):
+        func = click.option(flag, param, type=kind, default=None, help=help_text)(func)
+    return click.option(
+        "--env-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Read this file instead of the nearest .env.",
+    )(func)
 
 
-def _banner(settings: Settings) -> str:
-    mode = (
-        "dynamic (each client's key is used upstream)"
-        if settings.dynamic_keys
-        else "static (OPENAI_API_KEY is used upstream)"
-    )
-    client_key = settings.anthropic_api_key or "any-value"
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    return "\n".join(
-        [
-            f"claude-code-proxy {__version__}",
-            f"  upstream       {settings.openai_base_url}",
-            f"  key mode       {mode}",
-            f"  upstream key   {_mask(settings.openai_api_key)}",
-            f"  client key     {'required' if settings.anthropic_api_key else 'not checked'}",
-            f"  models         opus→{settings.big_model}  sonnet→{settings.middle_model}  "
-            f"haiku→{settings.small_model}",
-            f"  listening on   http://{settings.host}:{settings.port}",
-            "  use it with:",
-            f"    ANTHROPIC_BASE_URL=http://{host}:{settings.port} "
-            f"ANTHROPIC_API_KEY={client_key if not settings.anthropic_api_key else '<your ANTHROPIC_API_KEY>'} claude",
-        ]
-    )
+def _flag_values(ctx: click.Context, options: Mapping[str, Any]) -> dict[str, Any]:
+    """This command's flags over the ones given before the subcommand name."""
+    merged: dict[str, Any] = {}
+    root = ctx.find_root()
+    if root is not ctx:
+        merged.update({k: v for k, v in root.params.items() if k in FLAG_PARAMS and v is not None})
+    merged.update({k: v for k, v in options.items() if k in FLAG_PARAMS and v is not None})
+    return merged
 
 
-def load_settings(overrides: dict[str, str | None] | None = None) -> Settings:
+def _overrides(flags: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        env: str(flags[param]) for _, param, env, _, _ in ENV_FLAGS if flags.get(param) is not None
+    }
+
+
+def read_dotenv(env_file: Path | None = None) -> dict[str, str]:
+    """The `.env` values (the given file, or the nearest one from the working directory)."""
+    if env_file is not None:
+        if not env_file.is_file():
+            raise ConfigError(f"--env-file {env_file}: no such file")
+        path = str(env_file)
+    else:
+        path = find_dotenv(usecwd=True)
+    if not path:
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def effective_env(
+    overrides: Mapping[str, str | None] | None = None, env_file: Path | None = None
+) -> dict[str, str]:
     """Environment, then `.env` (never overriding the environment), then CLI flags."""
-    load_dotenv(find_dotenv(usecwd=True), override=False)
-    env = dict(os.environ)
+    env = {**read_dotenv(env_file), **os.environ}
     for key, value in (overrides or {}).items():
         if value is not None:
             env[key] = value
-    return Settings.from_env(env)
+    return env
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--host", help="Address to listen on (HOST, default 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (PORT, default 8082).")
-@click.option("--log-level", help="CRITICAL, ERROR, WARNING, INFO or DEBUG (LOG_LEVEL).")
-@click.version_option(__version__, prog_name="claude-code-proxy")
-def main(host: str | None, port: int | None, log_level: str | None) -> None:
-    """Serve the Anthropic Messages API on top of an OpenAI-compatible provider."""
+def load_settings(
+    overrides: Mapping[str, str | None] | None = None, env_file: Path | None = None
+) -> Settings:
+    """Settings from the environment, `.env` and flags; raises ConfigError."""
+    return Settings.from_env(effective_env(overrides, env_file))
+
+
+def _settings_or_exit(env: Mapping[str, str]) -> Settings:
     try:
-        settings = load_settings(
-            {"HOST": host, "PORT": str(port) if port is not None else None, "LOG_LEVEL": log_level}
-        )
+        return Settings.from_env(env)
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)
+
+
+# ---------------------------------------------------------------- banner
+
+
+def _client_key_hint(settings: Settings) -> str:
+    if settings.anthropic_api_key:
+        return "<your ANTHROPIC_API_KEY>"
+    if settings.dynamic_keys:
+        host = urlsplit(settings.openai_base_url).hostname or ""
+        return client_key(settings) if is_loopback_host(host) else f"<your {host} key>"
+    return "any-value"
+
+
+def banner(settings: Settings, *, workers: int = 1) -> str:
+    """What the proxy will do, with keys masked and the exact line to start Claude Code."""
+    s = settings
+    mode = (
+        "dynamic (each client's key is used upstream)"
+        if s.dynamic_keys
+        else "static (OPENAI_API_KEY is used upstream)"
+    )
+    client = (
+        f"required ({mask_key(s.anthropic_api_key)})"
+        if s.anthropic_api_key and not s.dynamic_keys
+        else "forwarded upstream"
+        if s.dynamic_keys
+        else "not checked (any value)"
+    )
+    origin = http_origin(s.host, s.port)
+    lines = [
+        f"claude-code-proxy {__version__}",
+        f"  upstream       {s.openai_base_url}"
+        + (f" (Azure api-version {s.azure_api_version})" if s.azure_api_version else ""),
+        f"  key mode       {mode}",
+        f"  upstream key   {mask_key(s.openai_api_key)}",
+        f"  client key     {client}",
+        f"  models         opus→{s.big_model}  sonnet→{s.middle_model}  haiku→{s.small_model}",
+        "                 other claude-* ids→BIG_MODEL; any other id is passed through",
+        f"  max tokens     {s.max_tokens_limit or 'as requested by the client'}",
+        f"  timeouts       request {s.request_timeout:g}s, connect {s.connect_timeout:g}s",
+        f"  listening on   http://{s.host}:{s.port}"
+        + (f" ({workers} workers)" if workers > 1 else ""),
+        f"  log level      {s.log_level}",
+        "  use it with:",
+        f"    ANTHROPIC_BASE_URL={origin} ANTHROPIC_API_KEY={_client_key_hint(s)} claude",
+        "  or let it start Claude Code for you: claude-code-proxy run -- claude",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- commands
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings=CONTEXT,
+    epilog="Without a command, `serve` runs. See `claude-code-proxy COMMAND --help`.",
+)
+@proxy_options
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for serve (default 1).",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="claude-code-proxy")
+@click.pass_context
+def main(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
+    """Run Claude Code on OpenAI-compatible providers.
+
+    Serves the Anthropic Messages API and translates it to OpenAI Chat Completions.
+    Settings come from the environment and .env; flags override them.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve, workers=workers, **options)
+
+
+@main.command(context_settings=CONTEXT)
+@proxy_options
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default 1); more than 1 runs uvicorn's process manager.",
+)
+@click.pass_context
+def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
+    """Serve the proxy (the default command)."""
+    root_workers = ctx.find_root().params.get("workers")
+    workers = workers or root_workers or 1
+    flags = _flag_values(ctx, options)
+    try:
+        dotenv = read_dotenv(flags.get("env_file"))
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    # As before: `.env` fills the process environment (metrics and workers read it there).
+    for key, value in dotenv.items():
+        os.environ.setdefault(key, value)
+    overrides = _overrides(flags)
+    settings = _settings_or_exit({**os.environ, **overrides})
     configure_logging(settings.log_level)
-    click.echo(_banner(settings), err=True)
+    click.echo(banner(settings, workers=workers), err=True)
 
     import uvicorn
 
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": settings.log_level in ("INFO", "DEBUG"),
+        "timeout_graceful_shutdown": 30,
+        "server_header": False,
+    }
+    if workers > 1:
+        # Each worker builds its own app from os.environ: hand it the effective settings.
+        os.environ.update(overrides)
+        uvicorn.run(APP_FACTORY, factory=True, workers=workers, **common)
+        return
+
     from claude_code_proxy.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=settings.log_level in ("INFO", "DEBUG"),
-        timeout_graceful_shutdown=30,
-        server_header=False,
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # e.g. an invalid PROVIDER_PROFILES file
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    uvicorn.run(app, **common)
+
+
+def _echo_check(check: Check) -> None:
+    colors = {"PASS": "green", "FAIL": "red", "WARN": "yellow", "INFO": "cyan", "SKIP": "white"}
+    for i, line in enumerate(format_check(check)):
+        if i == 0:
+            status = click.style(check.status, fg=colors[check.status], bold=True)
+            line = line.replace(check.status, status, 1)
+        click.echo(line)
+
+
+@main.command(context_settings=CONTEXT)
+@proxy_options
+@click.option(
+    "--no-chat",
+    is_flag=True,
+    help="Skip the chat checks (no tokens spent): configuration, connection, key, models.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds each chat check may take.",
+)
+@click.pass_context
+def doctor(ctx: click.Context, /, no_chat: bool, timeout: float, **options: Any) -> None:
+    """Check the configuration and the upstream, and say how to fix what fails.
+
+    Checks: configuration, Claude Code settings files, reachability of the upstream,
+    authentication (GET /models), that each mapped model exists, and, through an
+    in-process proxy, a streamed text reply, a streamed tool call round trip
+    (tool_use → tool_result → text) and reasoning support (informational).
+    Exits 1 when a check fails, 2 when the configuration is invalid.
+    """
+    flags = _flag_values(ctx, options)
+    click.echo(f"claude-code-proxy {__version__} doctor")
+    try:
+        env = effective_env(_overrides(flags), flags.get("env_file"))
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        _echo_check(Check("configuration", "FAIL", str(exc), "fix the setting named above"))
+        click.echo("problems found: the configuration is invalid")
+        sys.exit(EXIT_CONFIG)
+    configure_logging(settings.log_level)
+    checker = Doctor(settings, env, chat=not no_chat, timeout=timeout, report=_echo_check)
+    results = checker.run()
+    click.echo(summary(results))
+    sys.exit(1 if checker.failed else 0)
+
+
+@main.command(
+    context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@proxy_options
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Always start a new proxy, even if one answers at HOST:PORT.",
+)
+@click.option(
+    "--auth-token",
+    is_flag=True,
+    help="Pass the key as ANTHROPIC_AUTH_TOKEN (Bearer) instead of ANTHROPIC_API_KEY.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the proxy's log (at LOG_LEVEL) here; otherwise only errors are shown.",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    /,
+    fresh: bool,
+    auth_token: bool,
+    log_file: Path | None,
+    command: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Start the proxy and run COMMAND (default: claude) pointed at it.
+
+    \b
+    Examples:
+      claude-code-proxy run -- claude
+      claude-code-proxy run --big-model gpt-4.1 -- claude -p "explain this repo"
+
+    The proxy listens on a free 127.0.0.1 port for as long as the command runs (or the one
+    already answering at HOST:PORT is used). The command gets ANTHROPIC_BASE_URL and a key
+    the proxy accepts; SIGINT/SIGTERM/SIGHUP are forwarded and its exit code is returned.
+    """
+    argv = list(command) or ["claude"]
+    flags = _flag_values(ctx, options)
+    parent_env = dict(os.environ)  # the command gets this, not the proxy's .env secrets
+    try:
+        env = effective_env(_overrides(flags), flags.get("env_file"))
+        # A proxy already running may listen anywhere; a new one listens on loopback only.
+        running_host = env.get("HOST", "").strip() or "127.0.0.1"
+        settings = Settings.from_env({**env, "HOST": "127.0.0.1"})
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    executable = shutil.which(argv[0], path=parent_env.get("PATH"))
+    if executable is None:
+        hint = " (install Claude Code: npm install -g @anthropic-ai/claude-code)"
+        click.echo(
+            f"error: command not found: {argv[0]}{hint if argv[0] == 'claude' else ''}", err=True
+        )
+        sys.exit(127)
+    _configure_run_logging(settings, log_file)
+
+    overrides, problems = find_settings_overrides(parent_env)
+    for override in overrides:
+        click.echo(
+            f"warning: {override.describe()}; Claude Code applies it over the environment, "
+            "so it may bypass or mis-key this proxy",
+            err=True,
+        )
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+
+    proxy: BackgroundProxy | None = None
+    if not fresh and probe_health(running_host, settings.port, timeout=2.0):
+        base_url = http_origin(running_host, settings.port)
+        click.echo(
+            f"claude-code-proxy: using the proxy already running at {base_url} "
+            "(--fresh starts a new one with this configuration)",
+            err=True,
+        )
+    else:
+        proxy = BackgroundProxy(
+            settings,
+            log_level=settings.log_level if log_file else "ERROR",
+            access_log=log_file is not None and settings.log_level in ("INFO", "DEBUG"),
+        )
+        try:
+            proxy.start()
+        except (ProxyStartError, OSError, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+        base_url = proxy.base_url
+        click.echo(
+            f"claude-code-proxy: {settings.openai_base_url} (opus→{settings.big_model}, "
+            f"sonnet→{settings.middle_model}, haiku→{settings.small_model}) on {base_url}",
+            err=True,
+        )
+    env, notes = child_environment(
+        parent_env, base_url=base_url, key=client_key(settings), auth_token=auth_token
     )
+    for note in notes:
+        click.echo(f"claude-code-proxy: {note}", err=True)
+    try:
+        code = run_command([executable, *argv[1:]], env)
+    except OSError as exc:
+        click.echo(f"error: cannot run {argv[0]}: {exc.strerror or exc}", err=True)
+        code = 126
+    finally:
+        if proxy is not None:
+            proxy.stop()
+    sys.exit(code)
+
+
+def _configure_run_logging(settings: Settings, log_file: Path | None) -> None:
+    """Keep the proxy's log out of the command's terminal unless asked for."""
+    if log_file is None:
+        configure_logging("ERROR")
+        return
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    configure_logging(settings.log_level)
+    root.setLevel(settings.log_level)

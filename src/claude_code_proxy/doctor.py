@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +29,7 @@ from claude_code_proxy.launcher import (
     ProxyStartError,
     client_key,
     find_settings_overrides,
+    is_loopback_host,
     mask_key,
     redact,
 )
@@ -75,7 +75,7 @@ class Check:
     fix: str = ""
 
 
-def format_check(check: Check, width: int = 24) -> list[str]:
+def format_check(check: Check, width: int = 20) -> list[str]:
     """The row's lines: status, name, detail; the fix indented underneath."""
     lines = [f"  {check.status:<4}  {check.name:<{width}}  {check.detail}"]
     if check.fix:
@@ -123,54 +123,65 @@ class Reply:
             return
         kind = data.get("type", event)
         if kind == "error":
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            error = _dict(data.get("error"))
             self.error_type = str(error.get("type", "error"))
             self.failure = f"stream error {self.error_type}: {error.get('message', '')}"
         elif kind == "content_block_start":
-            block = data.get("content_block") or {}
+            block = _dict(data.get("content_block"))
             if block.get("type") == "tool_use":
                 tool = ToolUse(str(block.get("id")), str(block.get("name")))
                 tool.start_input = block.get("input")
                 self.tool_uses.append(tool)
                 self._tools_by_index[int(data.get("index", -1))] = tool
         elif kind == "content_block_delta":
-            delta = data.get("delta") or {}
+            delta = _dict(data.get("delta"))
             if delta.get("type") == "text_delta":
                 self.text += str(delta.get("text", ""))
             elif delta.get("type") == "thinking_delta":
                 self.thinking += str(delta.get("thinking", ""))
             elif delta.get("type") == "input_json_delta":
-                tool = self._tools_by_index.get(int(data.get("index", -1)))
-                if tool is not None:
-                    tool.parts.append(str(delta.get("partial_json", "")))
+                target = self._tools_by_index.get(int(data.get("index", -1)))
+                if target is not None:
+                    target.parts.append(str(delta.get("partial_json", "")))
         elif kind == "message_delta":
-            self.stop_reason = (data.get("delta") or {}).get("stop_reason")
+            reason = _dict(data.get("delta")).get("stop_reason")
+            self.stop_reason = str(reason) if reason is not None else None
         elif kind == "message_stop":
             self.complete = True
 
 
-async def sse_events(lines: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, Any]]:
-    """Decode a `text/event-stream` into (event, parsed data) pairs."""
-    event, data = "message", []
-    async for raw in lines:
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if not line:
-            if data:
-                text = "\n".join(data)
-                try:
-                    yield event, json.loads(text)
-                except ValueError:
-                    yield event, {"type": "error", "error": {"message": f"bad JSON: {text[:80]}"}}
-            event, data = "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+async def sse_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[str, Any]]:
+    """Decode a `text/event-stream` (split anywhere) into (event, parsed data) pairs."""
+    event = "message"
+    data: list[str] = []
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        while b"\n" in buffer:
+            raw, buffer = buffer.split(b"\n", 1)
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            if not line:
+                if data:
+                    text = "\n".join(data)
+                    try:
+                        yield event, json.loads(text)
+                    except ValueError:
+                        bad = {"type": "error", "error": {"message": f"bad JSON: {text[:80]}"}}
+                        yield event, bad
+                event, data = "message", []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
 
 
 def _error_text(raw: bytes) -> tuple[str | None, str]:
@@ -191,27 +202,20 @@ def _error_text(raw: bytes) -> tuple[str | None, str]:
     return None, raw.decode("utf-8", "replace")[:200]
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _snippet(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _contains_model(available: Sequence[str], model: str) -> bool:
-    """Exact match, tolerating Ollama's implicit `:latest` tag."""
-    if model in available:
+    """Exact match, tolerating Ollama's implicit `:latest` tag and Gemini's `models/` prefix."""
+    names = set(available)
+    names.update(name[len("models/") :] for name in available if name.startswith("models/"))
+    if model in names:
         return True
-    if ":" not in model and f"{model}:latest" in available:
+    if ":" not in model and f"{model}:latest" in names:
         return True
-    return model.endswith(":latest") and model[: -len(":latest")] in available
+    return model.endswith(":latest") and model[: -len(":latest")] in names
 
 
 def _model_ids(body: Any) -> list[str] | None:
@@ -321,7 +325,7 @@ class Doctor:
                 f"OPENAI_API_KEY must be your {self.host} key; the key clients send to this "
                 "proxy goes in ANTHROPIC_API_KEY",
             )
-        if s.dynamic_keys and not _is_loopback(self.host):
+        if s.dynamic_keys and not is_loopback_host(self.host):
             if s.anthropic_api_key and s.anthropic_api_key.startswith("sk-ant-"):
                 self.add(
                     "key variable",
@@ -366,7 +370,8 @@ class Doctor:
         timeout = aiohttp.ClientTimeout(
             total=self.timeout, sock_connect=self.settings.connect_timeout
         )
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        session = aiohttp.ClientSession(timeout=timeout, skip_auto_headers=("User-Agent",))
+        async with session:
             available = await self.authentication(session)
         self.models(available)
         if not self.chat:
@@ -433,7 +438,7 @@ class Doctor:
         return True
 
     def _unreachable_fix(self) -> str:
-        if _is_loopback(self.host):
+        if is_loopback_host(self.host):
             return (
                 f"start the server that should listen on port {self.port} (Ollama: "
                 "`ollama serve`; LM Studio: start its local server; vLLM: `vllm serve <model>`) "
@@ -502,8 +507,7 @@ class Doctor:
             self.add(
                 "authentication",
                 "INFO",
-                f"GET {url} answered HTTP {status} (no model list); the chat checks test the "
-                "key",
+                f"GET {url} answered HTTP {status} (no model list); the chat checks test the key",
             )
             return None
         try:
@@ -585,9 +589,7 @@ class Doctor:
             self.add("proxy", "FAIL", f"the proxy could not start: {exc}", "see the log above")
             return
         try:
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=10, sock_read=self.timeout
-            )
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.timeout)
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 for var, client_id, upstream in targets:
                     await self.text_check(session, proxy.base_url, var, client_id, upstream)
@@ -617,7 +619,7 @@ class Doctor:
                     reply.error_type, message = _error_text(await response.content.read(MAX_BODY))
                     reply.failure = f"HTTP {response.status} {reply.error_type or ''}: {message}"
                     return
-                async for event, data in sse_events(response.content):
+                async for event, data in sse_events(response.content.iter_any()):
                     reply.feed(event, data)
             if reply.failure is None and not reply.complete:
                 reply.failure = "the event stream ended without message_stop"
@@ -633,6 +635,11 @@ class Doctor:
 
     def _fix(self, reply: Reply, var: str, upstream: str) -> str:
         message = (reply.failure or "").lower()
+        if "client_key_pattern" in message:
+            return (
+                "in dynamic mode the client key must look like an upstream key: set "
+                "OPENAI_API_KEY, or CLIENT_KEY_PATTERN=any for key-less local servers"
+            )
         if reply.status == 401 or reply.error_type == "authentication_error":
             return self._key_fix()
         if reply.error_type == "permission_error":
@@ -663,7 +670,7 @@ class Doctor:
         client_id: str,
         upstream: str,
     ) -> None:
-        name = f"streamed text ({upstream})"
+        name = "streamed text"
         reply = await self.message(
             session,
             base_url,
@@ -676,7 +683,10 @@ class Doctor:
         )
         if reply.failure:
             self.add(
-                name, "FAIL", f"{client_id} → {upstream}: {reply.failure}", self._fix(reply, var, upstream)
+                name,
+                "FAIL",
+                f"{client_id} → {upstream}: {reply.failure}",
+                self._fix(reply, var, upstream),
             )
         elif not reply.text.strip():
             self.add(
@@ -701,7 +711,7 @@ class Doctor:
         client_id: str,
         upstream: str,
     ) -> None:
-        name = f"tool round trip ({upstream})"
+        name = "tool round trip"
         question = {"role": "user", "content": TOOL_PROMPT}
         body: dict[str, Any] = {
             "model": client_id,
@@ -712,7 +722,7 @@ class Doctor:
         }
         first = await self.message(session, base_url, body)
         if first.failure:
-            self.add(name, "FAIL", f"tool_use: {first.failure}", self._fix(first, var, upstream))
+            self.add(name, "FAIL", f"{upstream}: {first.failure}", self._fix(first, var, upstream))
             return
         calls = [t for t in first.tool_uses if t.name == WEATHER_TOOL["name"]]
         if not calls:
@@ -730,21 +740,24 @@ class Doctor:
             self.add(
                 name,
                 "FAIL",
-                f"the tool input is not a JSON object: {_snippet(''.join(call.parts))!r}",
-                "the server's tool-call parser does not match the model (vLLM: "
-                "--tool-call-parser)",
+                f"{upstream}: the tool input is not a JSON object: {_snippet(''.join(call.parts))!r}",
+                "the server's tool-call parser does not match the model (vLLM: --tool-call-parser)",
             )
             return
         assistant: list[dict[str, Any]] = []
         if first.text.strip():
             assistant.append({"type": "text", "text": first.text})
-        assistant.append({"type": "tool_use", "id": call.id, "name": call.name, "input": call.input})
+        assistant.append(
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}
+        )
         body["messages"] = [
             question,
             {"role": "assistant", "content": assistant},
             {
                 "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": TOOL_RESULT}],
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call.id, "content": TOOL_RESULT}
+                ],
             },
         ]
         second = await self.message(session, base_url, body)
@@ -752,28 +765,29 @@ class Doctor:
             self.add(
                 name,
                 "FAIL",
-                f"after tool_result: {second.failure}",
+                f"{upstream}, after the tool_result: {second.failure}",
                 self._fix(second, var, upstream),
             )
         elif not second.text.strip():
             self.add(
                 name,
                 "FAIL",
-                f"no text after the tool_result (stop_reason {second.stop_reason})",
+                f"{upstream}: no text after the tool_result (stop_reason {second.stop_reason})",
                 TOOLS_FIX,
             )
         else:
             self.add(
                 name,
                 "PASS",
-                f"get_weather({json.dumps(call.input, ensure_ascii=False)}) → tool_result → "
+                f"{upstream}: get_weather({json.dumps(call.input, ensure_ascii=False)}) → "
+                "tool_result → "
                 f"{_snippet(second.text)!r}",
             )
 
     async def reasoning_check(
         self, session: aiohttp.ClientSession, base_url: str, client_id: str, upstream: str
     ) -> None:
-        name = f"reasoning ({upstream})"
+        name = "reasoning"
         reply = await self.message(
             session,
             base_url,
@@ -782,16 +796,18 @@ class Doctor:
                 "max_tokens": 2048,
                 "stream": True,
                 "thinking": {"type": "enabled", "budget_tokens": 1024},
-                "messages": [{"role": "user", "content": "What is 17 * 23? Answer with the number."}],
+                "messages": [
+                    {"role": "user", "content": "What is 17 * 23? Answer with the number."}
+                ],
             },
         )
         if reply.failure:
             self.add(
                 name,
                 "WARN",
-                f"a request with thinking enabled failed: {reply.failure}",
-                "turn thinking off in Claude Code (MAX_THINKING_TOKENS=0) or use a model that "
-                "accepts reasoning parameters",
+                f"{upstream}: a request with thinking enabled failed: {reply.failure}",
+                "Claude Code sends this when extended thinking is on: turn thinking off in "
+                "Claude Code, or use a model that accepts reasoning parameters",
             )
         elif reply.thinking.strip():
             self.add(
@@ -810,9 +826,8 @@ class Doctor:
 
 
 def summary(results: Sequence[Check]) -> str:
-    counts = {status: sum(1 for c in results if c.status == status) for status in ("PASS", "FAIL", "WARN")}
+    counts = {
+        status: sum(1 for c in results if c.status == status) for status in ("PASS", "FAIL", "WARN")
+    }
     verdict = "problems found" if counts["FAIL"] else "all required checks passed"
-    return (
-        f"{verdict}: {counts['PASS']} passed, {counts['FAIL']} failed, "
-        f"{counts['WARN']} warnings"
-    )
+    return f"{verdict}: {counts['PASS']} passed, {counts['FAIL']} failed, {counts['WARN']} warnings"

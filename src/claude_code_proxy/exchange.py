@@ -81,7 +81,11 @@ class Exchange:
         await send_json(send, error.status, body, error.headers)
 
     async def _post(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
-        response = await self.upstream.post_chat(session, self.translated.payload, self.key)
+        capture = self.capture
+        tap = (lambda raw: capture.add("3-upstream-response", raw)) if capture else None
+        response = await self.upstream.post_chat(
+            session, self.translated.payload, self.key, error_tap=tap
+        )
         self.record.upstream_answered()
         return response
 
@@ -216,6 +220,7 @@ class Exchange:
                 anthropic_usage(translator.usage, fallback_input=translator.input_tokens)
             )
         await sender.close()
+        await drain(response)
 
 
 async def translate_stream(
@@ -275,7 +280,14 @@ async def translate_stream(
                 "api_error", f"upstream connection dropped mid-stream ({type(exc).__name__})"
             )
         return
-    if not saw_done:
-        # Let a finished connection return to the pool when [DONE] is already on its way.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(content.readany(), DRAIN_SECONDS)
+
+
+async def drain(response: aiohttp.ClientResponse) -> None:
+    """Read to the end of the body (bounded) so the connection can return to the pool."""
+
+    async def read_rest() -> None:
+        while await response.content.readany():
+            pass
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(read_rest(), DRAIN_SECONDS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import json
 import os
 import signal
@@ -25,8 +26,10 @@ from typing import Any
 
 from claude_code_proxy.config import Settings
 
-#: What `run` sends as the client key when the proxy checks none (any non-empty value works).
-PLACEHOLDER_KEY = "claude-code-proxy"
+#: The client key `run` and `doctor` send when none is configured: the proxy checks none in
+#: static mode, and in dynamic mode key-less local servers (Ollama …) accept it; it is
+#: shaped like an upstream key (`sk-…`) so it passes the default CLIENT_KEY_PATTERN.
+PLACEHOLDER_KEY = "sk-claude-code-proxy"
 
 #: Keys in a Claude Code settings file's `env` that win over the environment `run` sets.
 OVERRIDING_ENV = (
@@ -71,6 +74,16 @@ def client_key(settings: Settings) -> str:
     key) when set, else a placeholder that key-less local servers (Ollama …) accept.
     """
     return settings.anthropic_api_key or PLACEHOLDER_KEY
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` names this machine only (a key-less local server, a safe bind)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def connect_host(host: str) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -109,7 +110,12 @@ class Upstream:
         return headers
 
     async def post_chat(
-        self, session: aiohttp.ClientSession, payload: dict[str, Any], api_key: str
+        self,
+        session: aiohttp.ClientSession,
+        payload: dict[str, Any],
+        api_key: str,
+        *,
+        error_tap: Callable[[bytes], None] | None = None,
     ) -> aiohttp.ClientResponse:
         """POST the request; return the open response once the upstream answered 2xx.
 
@@ -159,6 +165,8 @@ class Upstream:
                 finally:
                     response.release()
                 status, response_headers = response.status, dict(response.headers)
+                if error_tap is not None:
+                    error_tap(f"HTTP {status}\n".encode() + raw + b"\n")
                 fix = parameter_fix(status, raw, payload)
                 if fix is not None and fixes < MAX_PARAMETER_FIXES:
                     fixes += 1

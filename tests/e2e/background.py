@@ -1,4 +1,4 @@
-"""Serve an aiohttp application on 127.0.0.1 from a daemon thread (for the e2e helpers)."""
+"""Local servers for the e2e helpers, each on 127.0.0.1 with its own loop in a daemon thread."""
 
 from __future__ import annotations
 
@@ -84,3 +84,47 @@ class BackgroundApp:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(30)
             self._loop = self._thread = None
+
+
+class ConnectSink(BackgroundApp):
+    """A local HTTP(S) proxy that forwards nothing: it records and refuses every request.
+
+    Point ``HTTPS_PROXY``/``HTTP_PROXY`` at it (with ``NO_PROXY=127.0.0.1``) to let a client
+    try its nonessential traffic while everything that would leave the machine ends here.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: list[str] = []
+        """First request line of each attempt, e.g. ``CONNECT api.anthropic.com:443 HTTP/1.1``."""
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        """The proxy URL to put in ``HTTPS_PROXY``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 at a random port."""
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            self.attempts.append(line.decode("latin-1").strip())
+            writer.write(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            await writer.drain()
+        except (OSError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.close()

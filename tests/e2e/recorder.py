@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -38,13 +38,14 @@ DROPPED_HEADERS = frozenset({"host", "content-length", "connection"})
 
 @dataclass
 class Exchange:
-    """One request the CLI sent through the recorder, and the status it received."""
+    """One request the CLI sent through the recorder, and the answer's status and headers."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
     status: int = 0
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         """The body parsed as JSON (None if empty or not JSON)."""
@@ -102,6 +103,7 @@ class Recorder(BackgroundApp):
             allow_redirects=False,
         ) as upstream:
             exchange.status = upstream.status
+            exchange.response_headers = dict(upstream.headers)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for name, value in upstream.headers.items():
                 if name.lower() not in HOP_BY_HOP:
@@ -118,7 +120,7 @@ class Recorder(BackgroundApp):
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TOOL_ID_RE = re.compile(r"\b(toolu|call)_[A-Za-z0-9]{8,}\b")
-DATE_RE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
+TODAY_RE = re.compile(r"(Today's date is )20\d\d-[01]\d-[0-3]\d")
 OS_VERSION_RE = re.compile(r"(OS Version: )[^\n\"\\]+")
 
 
@@ -184,7 +186,7 @@ def sanitize_capture(
         for old, new in ordered:
             text = text.replace(old, new)
         text = TOOL_ID_RE.sub(tool_id, text)
-        text = DATE_RE.sub("<DATE>", text)
+        text = TODAY_RE.sub(r"\1<DATE>", text)
         text = OS_VERSION_RE.sub(r"\1<OS_VERSION>", text)
         return text
 

@@ -1,302 +1,339 @@
 """End to end: the real Claude Code CLI (npm) -> our proxy -> a scripted OpenAI upstream.
 
-The CLI is installed (and cached) by ``scripts/install_claude_code.py``. Everything listens on
-127.0.0.1; the CLI runs with a clean environment and nonessential traffic disabled, so it talks
-only to ``ANTHROPIC_BASE_URL``. No HTTP(S)_PROXY is set on purpose: with one, Claude Code 2.1.197
-skips its ``HEAD /`` preflight, which the proxy should be tested against.
+Every scenario runs against both CLI versions installed by ``scripts/install_claude_code.py``
+(``latest`` and the ``default`` a plain npm install picks on this Node). One scripted upstream
+and one proxy serve all scenarios of a version, one CLI run at a time; the scenario is chosen
+by the ``[ccp:NAME]`` marker in the prompt (see ``scripted_upstream.SCENARIOS``). Each test
+asserts what a user would observe (files, exit code, result text, turns) and that the proxy
+logged no error and answered no 4xx/5xx beyond what the scenario provokes.
+
+Set ``CCP_E2E_CAPTURE_DIR`` to save what the CLI sent (see ``harness``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .scripted_upstream import ScriptedUpstream
+from .background import ConnectSink
+from .harness import (
+    BIG,
+    CAPTURE_ENV,
+    CLIENT_KEY,
+    MIDDLE,
+    PROXY_MAX_RETRIES,
+    SMALL,
+    UPSTREAM_KEY,
+    CliRun,
+    Stack,
+    install_cli,
+    proxy_env,
+    run_proxy,
+)
+from .scripted_upstream import (
+    FRAGMENT_TEXT,
+    LONG_ANSWER,
+    LOOP_FINAL_PREFIX,
+    RATE_LIMITED_REQUESTS,
+    REASONING_TURN_1,
+    REASONING_TURN_2,
+    ScriptedUpstream,
+)
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-INSTALLER = REPO_ROOT / "scripts" / "install_claude_code.py"
-EXIT_NPM_UNAVAILABLE = 3  # keep in sync with scripts/install_claude_code.py
-INSTALL_TIMEOUT = 2400.0
-HEALTH_TIMEOUT = 30.0
-CLI_TIMEOUT = 180.0
-CLIENT_KEY = "sk-client-test"
-UPSTREAM_KEY = "sk-upstream-test"
-UPSTREAM_MODELS = ("gpt-test-big", "gpt-test-small")
-PROMPT = "create a file hello.txt containing hi"
-ACCESS_LOG_RE = re.compile(
-    r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/\d(?:\.\d)?"\s+(?P<status>\d{3})\b'
-)
+LABELS = ("latest", "default")
+DYNAMIC_KEY = "sk-dynamic-e2e-0123456789abcdef"
 
 
-@dataclass(frozen=True)
-class AccessLine:
-    """One HTTP access-log entry of the proxy."""
-
-    method: str
-    path: str
-    status: int
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.path} -> {self.status}"
-
-
-def parse_access_log(text: str) -> list[AccessLine]:
-    """All ``"METHOD PATH HTTP/x" STATUS`` entries in the proxy's output."""
-    return [
-        AccessLine(m["method"], m["path"], int(m["status"])) for m in ACCESS_LOG_RE.finditer(text)
-    ]
-
-
-def free_port() -> int:
-    """A currently unused TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def install_cli(label: str) -> Path:
-    """Install (or reuse) the CLI for ``label``; skip only if npm could not install it."""
-    proc = subprocess.run(
-        [sys.executable, str(INSTALLER), label],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=INSTALL_TIMEOUT,
-        check=False,
-    )
-    if proc.returncode == EXIT_NPM_UNAVAILABLE:
-        pytest.skip(
-            f"npm could not install @anthropic-ai/claude-code ({label}); registry unreachable?\n"
-            + proc.stderr[-2000:]
-        )
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        pytest.fail(
-            f"install_claude_code.py {label} failed (exit {proc.returncode}):\n"
-            f"{proc.stdout}\n{proc.stderr[-4000:]}"
-        )
-    return Path(lines[-1])
-
-
-@dataclass
-class ProxyProcess:
-    """The proxy running as a subprocess, its output captured in a file."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        """Where clients reach the proxy."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        """Everything the proxy printed so far (stdout and stderr)."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def proxy_env(port: int, upstream_url: str) -> dict[str, str]:
-    """A minimal, reproducible environment for the proxy process."""
-    pythonpath = [str(REPO_ROOT / "src")]
-    if os.environ.get("PYTHONPATH"):
-        pythonpath.append(os.environ["PYTHONPATH"])
-    return {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "LANG": "C.UTF-8",
-        "PYTHONPATH": os.pathsep.join(pythonpath),
-        "PYTHONUNBUFFERED": "1",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "OPENAI_BASE_URL": upstream_url,
-        "OPENAI_API_KEY": UPSTREAM_KEY,
-        "ANTHROPIC_API_KEY": CLIENT_KEY,
-        "BIG_MODEL": "gpt-test-big",
-        "SMALL_MODEL": "gpt-test-small",
-        "LOG_LEVEL": "INFO",
-    }
-
-
-def wait_healthy(proxy: ProxyProcess, timeout: float = HEALTH_TIMEOUT) -> None:
-    """Poll ``GET /health`` until it answers 200; fail with the proxy output otherwise."""
-    deadline = time.monotonic() + timeout
-    last_error = "no attempt"
-    while time.monotonic() < deadline:
-        if proxy.proc.poll() is not None:
-            pytest.fail(
-                f"proxy exited with {proxy.proc.returncode} before becoming healthy:\n"
-                + proxy.output()
-            )
-        try:
-            with urllib.request.urlopen(proxy.base_url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-                last_error = f"HTTP {resp.status}"
-        except (OSError, urllib.error.URLError) as exc:
-            last_error = repr(exc)
-        time.sleep(0.2)
-    pytest.fail(f"proxy not healthy after {timeout:.0f}s ({last_error}):\n{proxy.output()}")
-
-
-@contextlib.contextmanager
-def run_proxy(upstream_url: str, workdir: Path) -> Iterator[ProxyProcess]:
-    """Start ``python -m claude_code_proxy`` and stop it (by its pid) afterwards."""
-    port = free_port()
-    log_path = workdir / "proxy.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "claude_code_proxy"],
-            cwd=workdir,
-            env=proxy_env(port, upstream_url),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    proxy = ProxyProcess(proc, port, log_path)
-    try:
-        wait_healthy(proxy)
-        yield proxy
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def cli_env(home: Path, proxy_url: str) -> dict[str, str]:
-    """``env -i``-like environment for the CLI."""
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(home),
-        "TERM": "dumb",
-        "LANG": "C.UTF-8",
-        "ANTHROPIC_BASE_URL": proxy_url,
-        "ANTHROPIC_API_KEY": CLIENT_KEY,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_DISABLE_NONSTREAMING_FALLBACK": "1",
-        "IS_SANDBOX": "1",  # allows --dangerously-skip-permissions as root
-    }
-
-
-def parse_result(stdout: str) -> dict[str, Any] | None:
-    """The ``--output-format json`` result object, if stdout holds one."""
-    candidates = [stdout.strip(), *reversed(stdout.strip().splitlines())]
-    for text in candidates:
-        if text.startswith("{"):
-            with contextlib.suppress(ValueError):
-                value = json.loads(text)
-                if isinstance(value, dict):
-                    return value
-    return None
-
-
-def has_tool_message(body: dict[str, Any]) -> bool:
-    """Whether an upstream chat request carries a ``tool`` role message."""
-    return any(isinstance(m, dict) and m.get("role") == "tool" for m in body.get("messages") or [])
-
-
-@pytest.mark.parametrize("label", ["latest", "default"])
-def test_claude_code_write_round_trip(label: str, tmp_path: Path) -> None:
-    """Claude Code writes hello.txt via a Write tool call relayed by the proxy, then finishes."""
+@pytest.fixture(scope="module", params=LABELS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The CLI of one version, a scripted upstream and a proxy, shared by the module's tests."""
+    label: str = request.param
     binary = install_cli(label)
-    workdir = tmp_path / "project"
-    home = tmp_path / "home"
-    workdir.mkdir()
-    home.mkdir()
-    target = workdir / "hello.txt"
+    root = tmp_path_factory.mktemp(f"stack-{label}")
+    capture = os.environ.get(CAPTURE_ENV)
+    with ScriptedUpstream() as upstream, run_proxy(proxy_env(upstream.base_url), root) as proxy:
+        yield Stack(label, binary, upstream, proxy, Path(capture) if capture else None)
 
-    with ScriptedUpstream(workdir=workdir) as upstream:
-        with run_proxy(upstream.base_url, tmp_path) as proxy:
-            started = time.monotonic()
-            try:
-                cli = subprocess.run(
-                    [
-                        str(binary),
-                        "-p",
-                        PROMPT,
-                        "--dangerously-skip-permissions",
-                        "--output-format",
-                        "json",
-                    ],
-                    cwd=workdir,
-                    env=cli_env(home, proxy.base_url),
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    text=True,
-                    timeout=CLI_TIMEOUT,
-                    check=False,
-                )
-                cli_out, cli_err, cli_rc = cli.stdout, cli.stderr, cli.returncode
-            except subprocess.TimeoutExpired as exc:
-                cli_out = _text(exc.stdout) + f"\n<timed out after {CLI_TIMEOUT:.0f}s>"
-                cli_err, cli_rc = _text(exc.stderr), None
-            elapsed = time.monotonic() - started
-        proxy_output = proxy.output()
 
-    access = parse_access_log(proxy_output)
-    context = "\n".join(
-        [
-            f"--- CLI {label} ({binary}) exit={cli_rc} in {elapsed:.1f}s",
-            f"--- CLI stdout:\n{cli_out[-6000:]}",
-            f"--- CLI stderr:\n{cli_err[-6000:]}",
-            "--- proxy access log:\n" + "\n".join(map(str, access)),
-            f"--- proxy output:\n{proxy_output[-20000:]}",
-            f"--- {upstream.describe()}",
-        ]
+def upstream_models(run: CliRun) -> set[str]:
+    """Models of the chat requests the upstream received during ``run``."""
+    return {str(body.get("model")) for body in run.chat}
+
+
+def upstream_auth(run: CliRun) -> set[str | None]:
+    """``Authorization`` headers the upstream received during ``run``."""
+    return {r.headers.get("Authorization") for r in run.upstream}
+
+
+def tool_names(run: CliRun) -> list[str]:
+    """Names of the tools the CLI called, in order."""
+    return [str(b.get("name")) for b in run.blocks("tool_use")]
+
+
+def assistant_with_results(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The last assistant message with tool_calls and the tool messages right after it."""
+    messages = body["messages"]
+    index = max(
+        i for i, m in enumerate(messages) if m.get("role") == "assistant" and m.get("tool_calls")
     )
-
-    failed = [line for line in access if line.status >= 400]
-    assert not failed, f"proxy answered errors: {[str(f) for f in failed]}\n{context}"
-    messages_posts = [
-        line
-        for line in access
-        if line.method == "POST" and line.path.split("?")[0].rstrip("/") == "/v1/messages"
-    ]
-    assert len(messages_posts) >= 2, f"expected >= 2 POST /v1/messages in access log\n{context}"
-    assert cli_rc == 0, f"CLI exit code {cli_rc}\n{context}"
-
-    result = parse_result(cli_out)
-    assert result is not None, f"no JSON result on CLI stdout\n{context}"
-    assert result.get("subtype") == "success", f"result: {result}\n{context}"
-    assert result.get("is_error") is not True, f"result: {result}\n{context}"
-
-    assert target.is_file(), f"{target} was not created\n{context}"
-    assert target.read_text().startswith("hi"), f"hello.txt = {target.read_text()!r}\n{context}"
-
-    bodies = upstream.chat_bodies
-    assert len(bodies) >= 2, f"upstream got {len(bodies)} chat request(s)\n{context}"
-    assert any(has_tool_message(b) for b in bodies[1:]), f"no tool message upstream\n{context}"
-    assert not upstream.errors, f"upstream rejected requests: {upstream.errors}\n{context}"
-    models = {b.get("model") for b in bodies}
-    assert models <= set(UPSTREAM_MODELS), f"unmapped upstream models {models}\n{context}"
-    auths = {r.headers.get("Authorization") for r in upstream.requests}
-    assert auths == {f"Bearer {UPSTREAM_KEY}"}, f"upstream Authorization: {auths}\n{context}"
-    print(context)  # shown with `pytest -rP` / `-s`
+    results = []
+    for message in messages[index + 1 :]:
+        if message.get("role") != "tool":
+            break
+        results.append(message)
+    return messages[index], results
 
 
-def _text(value: str | bytes | None) -> str:
-    """Decode subprocess output captured on timeout."""
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return value or ""
+def test_write(stack: Stack, tmp_path: Path) -> None:
+    """Write a file through a streamed Write call, then finish with "done"."""
+    run = stack.run("write", "create a file hello.txt containing hi", tmp_path)
+    run.assert_clean()
+    run.assert_success(turns=2, result="done")
+    run.assert_file("hello.txt", "hi")
+    assert tool_names(run) == ["Write"], run.context()
+    assert len(run.chat) == 2, run.context()
+    assistant, results = assistant_with_results(run.chat[1])
+    assert [r["tool_call_id"] for r in results] == [c["id"] for c in assistant["tool_calls"]]
+    assert "hello.txt" in str(results[0]["content"]), run.context()
+    assert upstream_models(run) == {BIG}, run.context()
+    assert upstream_auth(run) == {f"Bearer {UPSTREAM_KEY}"}, run.context()
+
+
+def test_bash(stack: Stack, tmp_path: Path) -> None:
+    """A Bash tool call (``echo`` into a file) runs and its result goes back upstream."""
+    run = stack.run("bash", "write bash-ok into bash.txt with the shell", tmp_path)
+    run.assert_clean()
+    run.assert_success(turns=2, result="done")
+    run.assert_file("bash.txt", "bash-ok\n")
+    assert tool_names(run) == ["Bash"], run.context()
+    assert not any(r.get("is_error") for r in run.tool_results()), run.context()
+    _, results = assistant_with_results(run.chat[-1])
+    assert len(results) == 1, run.context()
+
+
+def test_read(stack: Stack, tmp_path: Path) -> None:
+    """The model reads a file and answers from the tool result's content."""
+    notes = "Meeting notes\nThe secret word is PAPAYA-42.\nEnd of notes\n"
+    run = stack.run(
+        "read", "what is the secret word in notes.txt?", tmp_path, files={"notes.txt": notes}
+    )
+    run.assert_clean()
+    run.assert_success(turns=2, result="The secret word is PAPAYA-42.")
+    assert tool_names(run) == ["Read"], run.context()
+    _, results = assistant_with_results(run.chat[-1])
+    assert "PAPAYA-42" in str(results[0]["content"]), run.context()
+
+
+def test_parallel_tool_calls(stack: Stack, tmp_path: Path) -> None:
+    """Two tool calls in one assistant turn; both results follow the calls, in order."""
+    run = stack.run("parallel", "create a.txt (alpha) and b.txt (beta)", tmp_path)
+    run.assert_clean()
+    # Claude Code counts each tool_result message as a turn: 1 + 2 results.
+    run.assert_success(turns=3, result="wrote 2 files")
+    run.assert_file("a.txt", "alpha")
+    run.assert_file("b.txt", "beta")
+    assert tool_names(run) == ["Write", "Write"], run.context()
+    assistant, results = assistant_with_results(run.chat[-1])
+    assert len(assistant["tool_calls"]) == 2, run.context()
+    assert [r["tool_call_id"] for r in results] == [c["id"] for c in assistant["tool_calls"]]
+
+
+def test_three_tool_rounds(stack: Stack, tmp_path: Path) -> None:
+    """Write, Bash and Read in three consecutive rounds, then an answer from the Read."""
+    run = stack.run("loop", "build loop.txt step by step and report it", tmp_path)
+    run.assert_clean()
+    run.assert_success(turns=4, result=LOOP_FINAL_PREFIX + "one,two")
+    run.assert_file("loop.txt", "one\n")
+    run.assert_file("loop2.txt", "one\ntwo\n")
+    assert tool_names(run) == ["Write", "Bash", "Read"], run.context()
+    assert len(run.chat) == 4, run.context()
+    last = run.chat[-1]["messages"]
+    assert sum(1 for m in last if m.get("role") == "tool") == 3, run.context()
+
+
+def test_reasoning_before_tool_call(stack: Stack, tmp_path: Path) -> None:
+    """DeepSeek-style ``reasoning_content`` deltas before a tool call; the next turn works."""
+    run = stack.run("reasoning", "think, then create think.txt", tmp_path)
+    run.assert_clean()
+    run.assert_success(turns=2, result="done")
+    run.assert_file("think.txt", "thought")
+    thinking = run.blocks("thinking")
+    texts = [b.get("thinking") for b in thinking]
+    assert texts == [REASONING_TURN_1, REASONING_TURN_2], f"thinking {texts}\n{run.context()}"
+    assert all(b.get("signature") for b in thinking), run.context()
+    assert len(run.chat) == 2, run.context()
+    # A generic upstream gets no reasoning back: neither as a field nor as text.
+    assert REASONING_TURN_1 not in json.dumps(run.chat[1]["messages"]), run.context()
+
+
+def test_reasoning_echoed_to_deepseek(stack: Stack, tmp_path: Path) -> None:
+    """With a ``deepseek-reasoner`` model the reasoning goes back upstream on the tool turn."""
+    run = stack.run(
+        "reasoning",
+        "think, then create think.txt",
+        tmp_path,
+        args=["--model", "deepseek-reasoner"],
+        name="reasoning-deepseek",
+    )
+    run.assert_clean()
+    run.assert_success(turns=2, result="done")
+    run.assert_file("think.txt", "thought")
+    assert upstream_models(run) == {"deepseek-reasoner"}, run.context()
+    assistant, _ = assistant_with_results(run.chat[-1])
+    assert assistant.get("reasoning_content") == REASONING_TURN_1, run.context()
+    assert REASONING_TURN_2 not in str(run.chat), run.context()
+
+
+def test_tiny_argument_fragments(stack: Stack, tmp_path: Path) -> None:
+    """Text and tool arguments streamed 1-3 characters at a time (escapes, unicode)."""
+    run = stack.run("fragments", "create frag.txt", tmp_path)
+    run.assert_clean()
+    run.assert_success(turns=2, result="done, in fragments")
+    run.assert_file("frag.txt", FRAGMENT_TEXT)
+
+
+def test_rate_limit_then_success(stack: Stack, tmp_path: Path) -> None:
+    """Upstream 429 (``retry-after: 1``) beyond the proxy's retries: Claude Code retries.
+
+    The proxy (MAX_RETRIES=1) tries twice, waiting the ``retry-after`` second, then hands the
+    429 with ``retry-after`` to the CLI, whose own retry meets a healthy upstream.
+    """
+    assert RATE_LIMITED_REQUESTS == PROXY_MAX_RETRIES + 1
+    run = stack.run("rate_limit", "create rate.txt", tmp_path, record=True)
+    run.assert_clean(allowed={429})
+    run.assert_success(turns=2, result="done")
+    run.assert_file("rate.txt", "after 429")
+    statuses = [r.status for r in run.upstream if r.is_chat]
+    assert statuses[:RATE_LIMITED_REQUESTS] == [429] * RATE_LIMITED_REQUESTS, run.context()
+    assert statuses[RATE_LIMITED_REQUESTS:] == [200, 200], run.context()
+    limited = [e for e in run.exchanges if e.status == 429]
+    assert len(limited) == 1 and limited[0].path.startswith("/v1/messages"), run.context()
+    retry_after = {k.lower(): v for k, v in limited[0].response_headers.items()}.get("retry-after")
+    assert retry_after == "1", run.context()
+
+
+def test_context_overflow_reported(stack: Stack, tmp_path: Path) -> None:
+    """Upstream ``context_length_exceeded`` → ``prompt is too long`` → the CLI reports it."""
+    run = stack.run("overflow", "say hello", tmp_path)
+    run.assert_clean(allowed={400})
+    ctx = run.context()
+    # Observed on 2.1.331 and 2.1.197: no retry, no compaction attempt for a one-turn
+    # conversation; exit 1 with an error result that quotes the proxy's token numbers.
+    assert run.returncode == 1, ctx
+    result = run.result
+    assert result.get("is_error") is True and result.get("api_error_status") == 400, ctx
+    assert result.get("terminal_reason") == "prompt_too_long", ctx
+    text = str(result.get("result"))
+    assert text.startswith("Prompt is too long"), ctx
+    assert "250000" in text and "128000" in text, ctx
+    posts = [a for a in run.access if a.method == "POST" and a.path.startswith("/v1/messages")]
+    assert [a.status for a in posts] == [400], ctx
+
+
+def test_long_answer(stack: Stack, tmp_path: Path) -> None:
+    """A long answer streamed in hundreds of chunks arrives complete and in order."""
+    run = stack.run("long", "recite the fox lines", tmp_path)
+    run.assert_clean()
+    run.assert_success(turns=1, result=LONG_ANSWER)
+    assert len(run.blocks("text")) == 1, run.context()
+
+
+@pytest.mark.parametrize(("alias", "expected"), [("sonnet", MIDDLE), ("haiku", SMALL)])
+def test_model_alias_mapping(stack: Stack, tmp_path: Path, alias: str, expected: str) -> None:
+    """``--model sonnet`` goes to MIDDLE_MODEL and ``--model haiku`` to SMALL_MODEL."""
+    run = stack.run(
+        "write",
+        "create a file hello.txt containing hi",
+        tmp_path,
+        args=["--model", alias],
+        name=f"model-{alias}",
+    )
+    run.assert_clean()
+    run.assert_success(turns=2, result="done")
+    run.assert_file("hello.txt", "hi")
+    assert alias in str(run.init.get("model")), run.context()
+    assert upstream_models(run) == {expected}, run.context()
+
+
+def test_auth_token(stack: Stack, tmp_path: Path) -> None:
+    """``ANTHROPIC_AUTH_TOKEN`` (a Bearer token) instead of ``ANTHROPIC_API_KEY``."""
+    run = stack.run(
+        "write",
+        "create a file hello.txt containing hi",
+        tmp_path,
+        env={"ANTHROPIC_API_KEY": None, "ANTHROPIC_AUTH_TOKEN": CLIENT_KEY},
+        record=True,
+        name="auth-token",
+    )
+    run.assert_clean()
+    run.assert_success(turns=2, result="done")
+    run.assert_file("hello.txt", "hi")
+    posts = [e for e in run.exchanges if e.method == "POST"]
+    assert posts, run.context()
+    assert {e.header("authorization") for e in posts} == {f"Bearer {CLIENT_KEY}"}, run.context()
+    assert {e.header("x-api-key") for e in posts} == {None}, run.context()
+    assert upstream_auth(run) == {f"Bearer {UPSTREAM_KEY}"}, run.context()
+
+
+def test_dynamic_key_mode(stack: Stack, tmp_path: Path) -> None:
+    """Proxy without OPENAI_API_KEY: the client's own key is used upstream as Bearer."""
+    env = proxy_env(stack.upstream.base_url, OPENAI_API_KEY=None, ANTHROPIC_API_KEY=None)
+    with run_proxy(env, tmp_path / "proxy", name="dynamic-proxy") as dynamic:
+        run = stack.run(
+            "write",
+            "create a file hello.txt containing hi",
+            tmp_path,
+            env={"ANTHROPIC_API_KEY": DYNAMIC_KEY},
+            proxy=dynamic,
+            name="dynamic-key",
+        )
+        banner = dynamic.output()
+    assert "dynamic" in banner, banner
+    run.assert_clean()
+    run.assert_success(turns=2, result="done")
+    run.assert_file("hello.txt", "hi")
+    assert upstream_auth(run) == {f"Bearer {DYNAMIC_KEY}"}, run.context()
+
+
+def test_gateway_model_discovery(stack: Stack, tmp_path: Path) -> None:
+    """``CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1``: GET /v1/models answers 200, run works.
+
+    Claude Code 2.1.197 skips the discovery while nonessential traffic is disabled, so this
+    scenario allows that traffic (telemetry, error reporting, updates and /bug stay off) and
+    points HTTP(S)_PROXY at a local sink that refuses everything not bound for 127.0.0.1.
+    With nonessential traffic 2.1.197 also sends a session-title request (structured output).
+    """
+    with ConnectSink() as sink:
+        run = stack.run(
+            "write",
+            "create a file hello.txt containing hi",
+            tmp_path,
+            env={
+                "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1",
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": None,
+                "DISABLE_ERROR_REPORTING": "1",
+                "DISABLE_BUG_COMMAND": "1",
+                "HTTPS_PROXY": sink.url,
+                "HTTP_PROXY": sink.url,
+                "NO_PROXY": "127.0.0.1,localhost",
+            },
+            name="model-discovery",
+        )
+    print(f"refused non-loopback attempts: {sink.attempts}")
+    run.assert_clean()
+    run.assert_success(turns=2, result="done")
+    run.assert_file("hello.txt", "hi")
+    listed = [a for a in run.access if a.method == "GET" and a.path.startswith("/v1/models")]
+    assert listed and all(a.status == 200 for a in listed), run.context()
+    assert any("limit=1000" in a.path for a in listed), run.context()
+    titles = [r for r in run.upstream if r.scenario == "title"]
+    assert all(r.status == 200 for r in titles), run.context()
