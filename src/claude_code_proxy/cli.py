@@ -7,12 +7,16 @@ environment), then command-line flags, which are written into the same mapping t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -257,18 +261,20 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
 
     import uvicorn
 
+    grace = getattr(settings, "shutdown_grace_seconds", None)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),
         "access_log": settings.log_level in ("INFO", "DEBUG"),
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": grace if isinstance(grace, (int, float)) else 30,
         "server_header": False,
     }
     if workers > 1:
         # Each worker builds its own app from os.environ: hand it the effective settings.
         os.environ.update(overrides)
-        uvicorn.run(APP_FACTORY, factory=True, workers=workers, **common)
+        with _stop_signals_are_success():
+            uvicorn.run(APP_FACTORY, factory=True, workers=workers, **common)
         return
 
     from claude_code_proxy.app import create_app
@@ -278,7 +284,32 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
     except ValueError as exc:  # e.g. an invalid PROVIDER_PROFILES file
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    uvicorn.run(app, **common)
+    with _stop_signals_are_success():
+        uvicorn.run(app, **common)
+
+
+@contextlib.contextmanager
+def _stop_signals_are_success() -> Iterator[None]:
+    """Exit 0 after a graceful shutdown on SIGTERM/SIGINT.
+
+    uvicorn re-raises the signal that stopped it once it has shut down, which would kill
+    the process with that signal (or print "Aborted!"); a requested stop is a success for
+    process managers (Docker, systemd), so the re-raised signal lands here and is dropped.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stopped(signum: int, frame: FrameType | None) -> None:
+        return None
+
+    stop_signals = [signal.SIGINT, signal.SIGTERM]
+    previous = {sig: signal.signal(sig, stopped) for sig in stop_signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _echo_check(check: Check) -> None:

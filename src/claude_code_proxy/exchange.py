@@ -96,7 +96,9 @@ class Exchange:
             response = await self._post(session)
             try:
                 raw = await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+                raise _timeout(self.settings) from None
+            except aiohttp.ClientError as exc:
                 raise ProxyError(
                     502, "api_error", f"upstream response broke off: {type(exc).__name__}"
                 ) from None
@@ -163,7 +165,10 @@ class Exchange:
             if self.capture is not None:
                 self.capture.add("3-upstream-response", raw)
             message = self._message(raw)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            await self._fail(send, _timeout(self.settings))
+            return
+        except aiohttp.ClientError:
             await self._fail(send, ProxyError(502, "api_error", "upstream response broke off"))
             return
         except ProxyError as error:
@@ -219,8 +224,18 @@ class Exchange:
             self.record.usage(
                 anthropic_usage(translator.usage, fallback_input=translator.input_tokens)
             )
-        await sender.close()
+        # Finish reading the upstream body first (bounded): the connection then goes back to
+        # the pool before the client can send its next request. message_stop is already out.
         await drain(response)
+        await sender.close()
+
+
+def _timeout(settings: Settings) -> ProxyError:
+    return ProxyError(
+        504,
+        "timeout_error",
+        f"upstream stopped sending for {settings.request_timeout:g}s (REQUEST_TIMEOUT)",
+    )
 
 
 async def translate_stream(

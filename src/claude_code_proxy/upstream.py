@@ -139,12 +139,13 @@ class Upstream:
             try:
                 response = await session.post(url, data=data, headers=headers)
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-                error = ProxyError(
+                # Not retried: a hung upstream would otherwise cost several timeouts.
+                raise ProxyError(
                     504,
                     "timeout_error",
                     f"upstream {self.host} sent nothing for {self.settings.request_timeout:g}s "
                     "(REQUEST_TIMEOUT)",
-                )
+                ) from None
             except aiohttp.ClientConnectorError as exc:
                 error = ProxyError(
                     502,

@@ -4,8 +4,9 @@ Every chat request is answered by a *scenario*, chosen by a marker ``[ccp:NAME]`
 prompt (no marker: ``write``). A scenario looks at the conversation it receives (how many tool
 rounds happened, what the tool results say) and returns a :class:`Reply`: text, reasoning
 (DeepSeek-style ``reasoning_content``), tool calls, how finely to fragment the stream, or an
-HTTP error. Requests are validated like a strict OpenAI endpoint would (tool messages must
-answer the preceding calls, no Anthropic-only fields) and recorded for the tests' assertions.
+HTTP error. Claude Code's session-title requests (structured output) get a JSON title.
+Requests are validated like a strict OpenAI endpoint would (tool messages must answer the
+preceding calls, no Anthropic-only fields) and recorded for the tests' assertions.
 
 Runs on 127.0.0.1 only, on a random free port, from a daemon thread (``with
 ScriptedUpstream() as up:``).
@@ -545,11 +546,11 @@ class ScriptedUpstream(BackgroundApp):
         if problem:
             return self._reject(rec, 400, problem)
         body: dict[str, Any] = rec.body
+        messages: list[dict[str, Any]] = body["messages"]
+        rec.scenario = find_scenario(messages)
         problem = deepseek_problem(body)
         if problem:
             return self._reject(rec, 400, problem)
-        messages: list[dict[str, Any]] = body["messages"]
-        rec.scenario = find_scenario(messages)
         if title_request(body):
             rec.scenario, rec.status = "title", 200
             reply = Reply(json.dumps({"title": "Scripted end-to-end session"}))
