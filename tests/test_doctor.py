@@ -268,7 +268,8 @@ def test_unreachable_upstream_fails_and_skips_the_rest() -> None:
     result = doctor(env)
     out = result.output
     assert result.exit_code == 1, out
-    assert f"cannot connect to 127.0.0.1:{port}" in row(out, "FAIL", "reachability")
+    line = row(out, "FAIL", "reachability")
+    assert f"cannot connect to 127.0.0.1:{port}: Connection refused" in line
     assert "ollama serve" in out
     row(out, "SKIP", "remaining checks")
 

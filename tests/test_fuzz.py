@@ -260,7 +260,7 @@ INTERESTING_STRINGS = st.sampled_from(
         "event: error\ndata: {}\n\n",
     ]
 )
-TEXT = st.one_of(st.text(max_size=40), INTERESTING_STRINGS)
+TEXT = st.one_of(st.text(max_size=20), INTERESTING_STRINGS)
 JSON_LEAF = st.one_of(
     st.none(),
     st.booleans(),
@@ -271,15 +271,21 @@ JSON_LEAF = st.one_of(
 JSON_VALUE = st.recursive(
     JSON_LEAF,
     lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(TEXT, children, max_size=4)
+        st.lists(children, max_size=3), st.dictionaries(TEXT, children, max_size=3)
     ),
-    max_leaves=12,
+    max_leaves=6,
+)
+#: A value of some wrong type, flat (cheap to generate; the recursive one is used sparingly).
+JUNK = st.one_of(
+    JSON_LEAF,
+    st.lists(JSON_LEAF, max_size=3),
+    st.dictionaries(TEXT, JSON_LEAF, max_size=3),
 )
 
 
 def anything_or(*choices: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """Usually a plausible value, sometimes any JSON value (a wrong type)."""
-    return st.one_of(*choices, JSON_VALUE)
+    """Usually a plausible value, sometimes a value of any type (a wrong one)."""
+    return st.one_of(*choices, JUNK)
 
 
 def _b64(prefix: bytes) -> st.SearchStrategy[str]:
@@ -311,8 +317,8 @@ SOURCE = st.fixed_dictionaries(
         ),
         "data": anything_or(BASE64_DATA),
         "url": anything_or(st.sampled_from(["https://example.com/a.png", "file:///etc/passwd"])),
-        "file_id": JSON_VALUE,
-        "content": JSON_VALUE,
+        "file_id": JUNK,
+        "content": JUNK,
     },
 )
 BLOCK_TYPES = [
@@ -349,14 +355,14 @@ BLOCK = st.fixed_dictionaries(
         "name": anything_or(st.sampled_from(["Bash", "Read", "tool", ""])),
         "input": JSON_VALUE,
         "content": anything_or(TEXT, st.lists(st.one_of(INNER_BLOCK, TEXT), max_size=3)),
-        "is_error": JSON_VALUE,
+        "is_error": JUNK,
         "thinking": anything_or(TEXT),
         "signature": anything_or(TEXT),
         "data": anything_or(TEXT),
-        "title": JSON_VALUE,
-        "context": JSON_VALUE,
+        "title": JUNK,
+        "context": JUNK,
         "cache_control": anything_or(st.just({"type": "ephemeral"})),
-        "citations": JSON_VALUE,
+        "citations": JUNK,
     },
 )
 ROLES = ["user", "assistant", "system", "developer", "tool", "function", "USER", ""]
@@ -365,7 +371,7 @@ MESSAGE = st.fixed_dictionaries(
         "role": anything_or(st.sampled_from(ROLES)),
         "content": anything_or(TEXT, st.lists(st.one_of(BLOCK, TEXT), max_size=4)),
     },
-    optional={"name": JSON_VALUE, "extra": JSON_VALUE},
+    optional={"name": JUNK},
 )
 TOOL = st.fixed_dictionaries(
     {"name": anything_or(st.sampled_from(["Bash", "Read", "a" * 100]))},
@@ -386,14 +392,14 @@ TOOL = st.fixed_dictionaries(
         "input_schema": anything_or(
             st.just({"type": "object", "properties": {"x": {"type": "string"}}})
         ),
-        "strict": JSON_VALUE,
-        "defer_loading": JSON_VALUE,
+        "strict": JUNK,
+        "defer_loading": JUNK,
     },
 )
 TOOL_CHOICE = anything_or(
     st.fixed_dictionaries(
         {"type": anything_or(st.sampled_from(["auto", "any", "tool", "none", "other"]))},
-        optional={"name": anything_or(st.just("Bash")), "disable_parallel_tool_use": JSON_VALUE},
+        optional={"name": anything_or(st.just("Bash")), "disable_parallel_tool_use": JUNK},
     )
 )
 MODELS = st.sampled_from(
@@ -414,7 +420,7 @@ OPTIONAL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "stop_sequences": anything_or(st.lists(TEXT, max_size=6)),
     "temperature": anything_or(st.floats(-1, 3)),
     "top_p": anything_or(st.floats(0, 1)),
-    "top_k": JSON_VALUE,
+    "top_k": JUNK,
     "thinking": anything_or(
         st.fixed_dictionaries(
             {"type": anything_or(st.sampled_from(["enabled", "disabled", "adaptive"]))},
@@ -436,10 +442,10 @@ OPTIONAL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
         )
     ),
     "metadata": anything_or(st.fixed_dictionaries({}, optional={"user_id": JSON_VALUE})),
-    "service_tier": JSON_VALUE,
-    "container": JSON_VALUE,
-    "mcp_servers": JSON_VALUE,
-    "context_management": JSON_VALUE,
+    "service_tier": JUNK,
+    "container": JUNK,
+    "mcp_servers": JUNK,
+    "context_management": JUNK,
 }
 
 #: Required fields present and valid, the rest of the body random: reaches translation.
@@ -447,7 +453,7 @@ PLAUSIBLE_BODY = st.fixed_dictionaries(
     {
         "model": MODELS,
         "max_tokens": st.integers(0, 64_000),
-        "messages": st.lists(MESSAGE, max_size=5),
+        "messages": st.lists(MESSAGE, max_size=4),
     },
     optional=OPTIONAL_FIELDS,
 )
@@ -471,7 +477,7 @@ def mutated_body(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         del body[key]
     else:
-        body[key] = draw(JSON_VALUE)
+        body[key] = draw(JUNK)
     return body
 
 

@@ -21,7 +21,7 @@ from sse_validator import (
     validate_anthropic_stream,
 )
 
-REFERENCE = Path("/work/shared/reference/sse-reply-accepted-by-claude-code.txt")
+REFERENCE = Path(__file__).parent / "fixtures" / "sse-reply-accepted-by-claude-code.txt"
 
 Event = tuple[str, dict[str, Any]]
 

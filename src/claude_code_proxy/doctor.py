@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import ssl
 import time
@@ -200,6 +201,13 @@ def _error_text(raw: bytes) -> tuple[str | None, str]:
         if "message" in body:
             return None, str(body["message"])[:300]
     return None, raw.decode("utf-8", "replace")[:200]
+
+
+def _os_reason(exc: OSError) -> str:
+    """`Connection refused` rather than asyncio's `Connect call failed (…)`."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _snippet(text: str, limit: int = 60) -> str:
@@ -406,7 +414,7 @@ class Doctor:
                 "reachability",
                 "FAIL",
                 f"cannot resolve {self.host}: {exc.strerror or exc}",
-                f"check the host name in OPENAI_BASE_URL ({base})",
+                f"check the host name in OPENAI_BASE_URL ({base}) and the network's DNS",
             )
             return False
         except ssl.SSLError as exc:
@@ -422,7 +430,7 @@ class Doctor:
             self.add(
                 "reachability",
                 "FAIL",
-                f"cannot connect to {where}: {exc.strerror or exc}",
+                f"cannot connect to {where}: {_os_reason(exc)}",
                 self._unreachable_fix(),
             )
             return False
