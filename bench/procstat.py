@@ -89,3 +89,21 @@ def machine_seconds() -> tuple[float, float]:
     idle = values[3] + values[4]  # idle + iowait
     total = sum(values)
     return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+def run_queue_seconds(pids: list[int]) -> tuple[float, float]:
+    """(on CPU, runnable but waiting for a CPU) seconds, all threads, from schedstat."""
+    on_cpu = waiting = 0
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                values = (task / "schedstat").read_text().split()
+            except OSError:
+                continue
+            on_cpu += int(values[0])
+            waiting += int(values[1])
+    return on_cpu / 1e9, waiting / 1e9

@@ -211,6 +211,8 @@ class Measured:
     proxy_reads: float  # read-type syscalls per request
     proxy_writes: float  # write-type syscalls per request
     background: float  # share of the machine's CPU used by other processes during the run
+    proxy_busy: float  # share of the wall time the proxy was on a CPU
+    proxy_starved: float  # share of the wall time the proxy was runnable but had no CPU
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -233,6 +235,8 @@ class Measured:
             "proxy_read_syscalls_per_req": self.proxy_reads,
             "proxy_write_syscalls_per_req": self.proxy_writes,
             "background_cpu_pct": self.background * 100,
+            "proxy_on_cpu_pct": self.proxy_busy * 100,
+            "proxy_runqueue_wait_pct": self.proxy_starved * 100,
         }
 
 
@@ -276,6 +280,7 @@ class Bench:
         reset = mode == "proxy" and procstat.reset_peak_rss(proxy)
         before = procstat.cpu_seconds(proxy), procstat.cpu_seconds(mock)
         calls_before = procstat.syscalls(proxy)
+        sched_before = procstat.run_queue_seconds(proxy)
         driver_before = time.process_time()
         machine_before = procstat.machine_seconds()
         result = await run_load(self.session, target, concurrency=c, requests=n)
@@ -286,6 +291,8 @@ class Bench:
         proxy_cpu = procstat.cpu_seconds(proxy) - before[0]
         mock_cpu = procstat.cpu_seconds(mock) - before[1]
         calls = procstat.syscalls(proxy)
+        sched = procstat.run_queue_seconds(proxy)
+        wall = max(result.wall, 1e-9)
         done = max(1, len(result.samples))
         peak = procstat.peak_rss_mb(proxy) if mode == "proxy" else None
         is_proxy = mode == "proxy"
@@ -306,6 +313,8 @@ class Bench:
             proxy_reads=(calls[0] - calls_before[0]) / done if is_proxy else 0.0,
             proxy_writes=(calls[1] - calls_before[1]) / done if is_proxy else 0.0,
             background=background,
+            proxy_busy=(sched[0] - sched_before[0]) / wall if is_proxy else 0.0,
+            proxy_starved=(sched[1] - sched_before[1]) / wall if is_proxy else 0.0,
         )
 
     async def pair(
@@ -331,8 +340,9 @@ def _ratio(a: float, b: float) -> str:
 
 TABLE_HEAD = (
     "| workload | mode | req | err | req/s | TTFB p50 ms | TTFB p99 ms | TTFT p50 ms | "
-    "total p50 ms | wall s | proxy CPU ms/req | proxy syscalls/req r/w | mock CPU ms/req | "
-    "proxy peak RSS MB | other load |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    "total p50 ms | wall s | proxy CPU ms/req | proxy on CPU (+waiting) | "
+    "proxy syscalls/req r/w | mock CPU ms/req | proxy peak RSS MB | other load |\n"
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 )
 
 
@@ -343,6 +353,11 @@ def table(pairs: list[tuple[Measured, Measured]]) -> str:
             r = m.row()
             is_proxy = m.mode == "proxy"
             cpu = _f(r["proxy_cpu_ms_per_req"], 2) if is_proxy else "–"
+            busy = (
+                f"{r['proxy_on_cpu_pct']:.0f}% (+{r['proxy_runqueue_wait_pct']:.0f}%)"
+                if is_proxy
+                else "–"
+            )
             calls = (
                 f"{r['proxy_read_syscalls_per_req']:.1f} / {r['proxy_write_syscalls_per_req']:.1f}"
                 if is_proxy
@@ -352,7 +367,7 @@ def table(pairs: list[tuple[Measured, Measured]]) -> str:
                 f"| {m.workload.key} | {m.mode} | {r['requests']} | {r['errors']} | "
                 f"{_f(r['rps'])} | {_f(r['ttfb_p50_ms'], 2)} | {_f(r['ttfb_p99_ms'], 2)} | "
                 f"{_f(r['ttft_p50_ms'], 2)} | {_f(r['total_p50_ms'], 2)} | "
-                f"{_f(r['wall_s'], 2)} | {cpu} | {calls} | "
+                f"{_f(r['wall_s'], 2)} | {cpu} | {busy} | {calls} | "
                 f"{_f(r['mock_cpu_ms_per_req'], 2)} | {_f(r['proxy_peak_rss_mb'])} | "
                 f"{r['background_cpu_pct']:.0f}% |"
             )
@@ -361,7 +376,7 @@ def table(pairs: list[tuple[Measured, Measured]]) -> str:
         ratios = " | ".join(_ratio(d[k], p[k]) for k in keys)
         lines.append(
             f"| {direct.workload.key} | **proxy/direct** | | | **{_ratio(d['rps'], p['rps'])}** | "
-            f"{ratios} | {_ratio(d['wall_s'], p['wall_s'])} | | | | | |"
+            f"{ratios} | {_ratio(d['wall_s'], p['wall_s'])} | | | | | | |"
         )
     return "\n".join(lines)
 
@@ -583,12 +598,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="before each measurement wait up to SECONDS for other processes to go idle",
     )
-    parser.add_argument(
-        "--nice",
-        type=int,
-        default=0,
-        help="scheduling priority for the driver, mock and proxy (e.g. -10; needs root)",
-    )
     parser.add_argument("--no-micro", action="store_true", help="skip in-process timings")
     parser.add_argument("--json", help="also write all results to this JSON file")
     parser.add_argument("--report", help="also write the Markdown tables to this file")
@@ -603,12 +612,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.nice:
-        # Inherited by the mock and the proxy: on a shared machine, other work yields to them.
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, args.nice)
-        except OSError as exc:
-            print(f"cannot set nice {args.nice} ({exc}): running at normal priority")
     try:
         import uvloop
 

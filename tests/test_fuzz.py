@@ -204,7 +204,7 @@ def apps() -> Iterator[Apps]:
 def _requested_stream(body: bytes) -> bool | None:
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return parsed.get("stream") is True if isinstance(parsed, dict) else None
 
@@ -695,7 +695,7 @@ def _send(proxy: InProcessProxy, upstream: MockUpstream, path: str, body: bytes)
 def test_anthropic_bodies_never_500(apps: Apps) -> None:
     """Structured bodies with wrong types, missing fields, unknown blocks and roles."""
 
-    @fuzz_settings(900)
+    @fuzz_settings(1200)
     @given(body=ANTHROPIC_BODY, path=st.sampled_from(PATHS))
     def run(body: dict[str, Any], path: str) -> None:
         CASES["anthropic bodies (ASGI)"] += 1
@@ -708,7 +708,7 @@ def test_anthropic_bodies_never_500(apps: Apps) -> None:
 def test_raw_bodies_never_500(apps: Apps) -> None:
     """Invalid UTF-8, truncated JSON, non-object JSON, random bytes, other encodings."""
 
-    @fuzz_settings(400)
+    @fuzz_settings(500)
     @given(body=raw_bodies(), path=st.sampled_from(PATHS))
     def run(body: bytes, path: str) -> None:
         CASES["raw bodies (ASGI)"] += 1
@@ -721,7 +721,7 @@ def test_raw_bodies_never_500(apps: Apps) -> None:
 def test_deeply_nested_bodies_never_500(apps: Apps) -> None:
     """Nesting up to past the JSON parser's limit, at every place a body can nest."""
 
-    @fuzz_settings(150)
+    @fuzz_settings(200)
     @given(body=deep_bodies(), path=st.sampled_from(PATHS))
     def run(body: bytes, path: str) -> None:
         CASES["deep nesting (ASGI)"] += 1
@@ -747,7 +747,7 @@ def test_huge_strings_never_500(apps: Apps) -> None:
 def test_random_headers_never_500(apps: Apps) -> None:
     """Random header names and values (keys included) in static and dynamic key modes."""
 
-    @fuzz_settings(300)
+    @fuzz_settings(400)
     @given(
         headers=HEADERS,
         dynamic=st.booleans(),
@@ -869,7 +869,7 @@ def test_raw_requests_over_a_socket_never_500(
     static = proxy_factory(LOG_LEVEL="CRITICAL")
     dynamic = proxy_factory(OPENAI_API_KEY=None, LOG_LEVEL="CRITICAL")
 
-    @fuzz_settings(150)
+    @fuzz_settings(200)
     @given(
         body=st.one_of(raw_bodies(), ANTHROPIC_BODY.map(lambda b: json.dumps(b).encode())),
         headers=HEADERS,
@@ -900,5 +900,4 @@ def test_zz_report_case_count(capsys: pytest.CaptureFixture[str]) -> None:
         print(f"\nfuzz cases run: {total}")
         for name, count in sorted(CASES.items()):
             print(f"  {name}: {count}")
-    if CASES:
-        assert total > 0
+    assert all(count > 0 for count in CASES.values())

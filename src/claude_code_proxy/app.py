@@ -262,6 +262,17 @@ class Proxy:
             for alias, label, attr in ALIASES
         ]
         seen = {e["id"] for e in entries}
+        for alias, target in s.model_map.items():
+            if alias not in seen and not any(ch in alias for ch in "*?["):
+                seen.add(alias)
+                entries.append(
+                    {
+                        "type": "model",
+                        "id": alias,
+                        "display_name": f"{alias} → {target}",
+                        "created_at": created,
+                    }
+                )
         for model in (s.big_model, s.middle_model, s.small_model):
             if model not in seen:
                 seen.add(model)

@@ -261,13 +261,12 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
 
     import uvicorn
 
-    grace = getattr(settings, "shutdown_grace_seconds", None)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),
         "access_log": settings.log_level in ("INFO", "DEBUG"),
-        "timeout_graceful_shutdown": grace if isinstance(grace, (int, float)) else 30,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         "server_header": False,
     }
     if workers > 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -50,6 +51,9 @@ class Settings:
     log_format: str = "text"
     capture_dir: str | None = None
     metrics_require_auth: bool = False
+    shutdown_grace_seconds: float = 30.0
+    # Explicit client model id (or glob pattern) → upstream model, checked before BIG/MIDDLE/SMALL.
+    model_map: dict[str, str] = field(default_factory=dict)
 
     @property
     def dynamic_keys(self) -> bool:
@@ -102,6 +106,10 @@ class Settings:
             log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", ("text", "json")),
             capture_dir=get("CAPTURE_DIR"),
             metrics_require_auth=_bool(get("METRICS_REQUIRE_AUTH"), "METRICS_REQUIRE_AUTH"),
+            shutdown_grace_seconds=_float(
+                get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
+            ),
+            model_map=_model_map(get("MODEL_MAP")),
         )
         settings.check_exposure()
         return settings
@@ -189,6 +197,33 @@ def _float(value: str | None, name: str, default: float) -> float:
     if not number > 0:
         raise ConfigError(f"{name}={value!r} must be greater than 0")
     return number
+
+
+def _model_map(value: str | None) -> dict[str, str]:
+    """`{"claude-opus-4-1": "gpt-4.1"}` as JSON, or `a=b,c=d`."""
+    if value is None:
+        return {}
+    if value.lstrip().startswith("{"):
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"MODEL_MAP is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in data.items()
+        ):
+            raise ConfigError("MODEL_MAP must map client model ids to upstream model names")
+        return dict(data)
+    mapping = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ConfigError(
+                f"MODEL_MAP entry {item.strip()!r} must look like client-model=upstream-model"
+            )
+        mapping[source.strip()] = target.strip()
+    return mapping
 
 
 def _pattern(value: str | None, default: str) -> str:

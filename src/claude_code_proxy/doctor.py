@@ -540,9 +540,7 @@ class Doctor:
     def _mapped_models(self) -> list[tuple[str, str]]:
         """(label, upstream model) for BIG/MIDDLE/SMALL and any MODEL_MAP entries."""
         mapped = [(var, str(getattr(self.settings, attr))) for var, attr, _ in MODEL_VARS]
-        extra = getattr(self.settings, "model_map", None)
-        if isinstance(extra, Mapping):
-            mapped.extend((f"MODEL_MAP {k}", str(v)) for k, v in extra.items())
+        mapped.extend((f"MODEL_MAP {k}", v) for k, v in self.settings.model_map.items())
         return mapped
 
     def models(self, available: list[str] | None) -> None:

@@ -23,7 +23,7 @@ from claude_code_proxy.config import Settings
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.providers import Profile
-from claude_code_proxy.translate.errors import ProxyError
+from claude_code_proxy.translate.errors import ProxyError, redact_secrets
 from claude_code_proxy.translate.request import TranslatedRequest
 from claude_code_proxy.translate.response import message_to_events, translate_completion
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
@@ -131,7 +131,8 @@ class Exchange:
         if completion.get("error") and not completion.get("choices"):
             error = completion["error"]
             message = error.get("message") if isinstance(error, dict) else error
-            raise ProxyError(502, "api_error", f"upstream error: {message}")
+            text = redact_secrets(f"upstream error: {message}", (self.key,))
+            raise ProxyError(502, "api_error", text)
         return translate_completion(
             completion,
             client_model=self.translated.client_model,
@@ -192,6 +193,7 @@ class Exchange:
             expect_usage="stream_options" in self.translated.payload,
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
+            secrets=(self.key,),
         )
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 from claude_code_proxy.config import Settings
 
 # Aliases listed by GET /v1/models, so Claude Code's model picker offers them.
@@ -13,8 +15,14 @@ ALIASES = (
 
 
 def map_model(client_model: str, settings: Settings) -> str:
-    """haiku → SMALL, sonnet → MIDDLE, opus → BIG, any other `claude…` id → BIG,
+    """MODEL_MAP entries first (exact id, then glob patterns); then haiku → SMALL, sonnet → MIDDLE, opus → BIG, any other `claude…` id → BIG,
     and any other id (e.g. `--model gpt-4.1`) is passed through unchanged."""
+    mapped = settings.model_map.get(client_model)
+    if mapped is not None:
+        return mapped
+    for pattern, target in settings.model_map.items():
+        if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(client_model, pattern):
+            return target
     lowered = client_model.lower()
     if "haiku" in lowered:
         return settings.small_model

@@ -22,6 +22,7 @@ from claude_code_proxy.translate.errors import (
     ProxyError,
     map_upstream_error,
     parameter_fix,
+    redact_secrets,
     retry_after_seconds,
 )
 
@@ -174,6 +175,7 @@ class Upstream:
                     self._apply_fix(fix, payload, model)
                     continue
                 error = map_upstream_error(status, raw, response_headers)
+                error.message = redact_secrets(error.message, (api_key,))
                 if status == 429:
                     wait = retry_after_seconds(response_headers)
                     if wait is None or wait > self.settings.retry_after_max:

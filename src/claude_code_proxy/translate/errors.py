@@ -301,3 +301,14 @@ def _error_param(body: bytes) -> str | None:
         if isinstance(err, dict) and isinstance(err.get("param"), str):
             return str(err["param"])
     return None
+
+
+_KEY_LIKE = re.compile(r"\b((?:sk|rk|pk)-)[A-Za-z0-9_\-*.]{6,}")
+
+
+def redact_secrets(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """Remove keys an upstream echoed in its error text before it reaches a client or log."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub(r"\1[redacted]", text)

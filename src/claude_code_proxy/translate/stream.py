@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from claude_code_proxy.translate.errors import redact_secrets
 from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
 from claude_code_proxy.translate.reasoning import (
     PLAIN_SIGNATURE,
@@ -84,6 +85,7 @@ class StreamTranslator:
         expect_usage: bool = True,
         think_tags: bool = False,
         stash_reasoning: bool = False,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.model = model
         self.message_id = message_id or new_message_id()
@@ -105,6 +107,7 @@ class StreamTranslator:
         self._last_call: _ToolCall | None = None
         self._queue: list[_ToolCall] = []
         self._saw_tool = False
+        self._secrets = secrets
         self._splitter = ThinkTagSplitter() if think_tags else None
         self._stash = stash_reasoning
         self._thought: list[str] = []
@@ -224,6 +227,7 @@ class StreamTranslator:
             return []
         out: list[Event] = []
         self._close_open(out, cut=False)
+        message = redact_secrets(message, self._secrets)
         out.append({"type": "error", "error": {"type": error_type, "message": message}})
         self.error_type = error_type
         self.ended = True
