@@ -5,7 +5,8 @@ spends as little of the shared CPU as possible. Streams are `data: {...}\\n\\n` 
 HTTP/1.1 chunked encoding, one write per chunk, then a finish chunk, a usage chunk and
 `data: [DONE]`. Requests whose body lacks `"stream":true` get one JSON completion.
 
-`POST /bench/config {"chunks": N, "delay_ms": D}` changes the shape of later responses.
+`POST /bench/config {"chunks": N, "delay_ms": D, "first_ms": F}` changes later responses:
+F ms before the first chunk (time to first token), then D ms between content chunks.
 Run standalone: `python bench/mock.py --port 9000` (prints `ready <port>` once listening).
 """
 
@@ -96,18 +97,20 @@ class Shape:
     """The pre-encoded responses for the current configuration."""
 
     delay: float
-    first: bytes  # headers + role chunk + first content chunk
+    first: float
+    head: bytes  # headers + role chunk + first content chunk
     middle: list[bytes]  # the remaining content chunks, framed
     last: bytes  # finish + usage + [DONE] + terminating chunk
     completion: bytes
 
     @classmethod
-    def build(cls, chunks: int, delay_ms: float) -> Shape:
+    def build(cls, chunks: int, delay_ms: float = 0.0, first_ms: float = 0.0) -> Shape:
         framed = [_frame(e) for e in stream_events(chunks)]
         head, body, tail = framed[:2], framed[2:-3], framed[-3:]
         return cls(
             delay=delay_ms / 1000,
-            first=SSE_HEAD + b"".join(head),
+            first=first_ms / 1000,
+            head=SSE_HEAD + b"".join(head),
             middle=body,
             last=b"".join(tail) + b"0\r\n\r\n",
             completion=_json_response(completion_body(chunks)),
@@ -159,7 +162,9 @@ class MockServer(asyncio.Protocol):
         if path.startswith(b"/bench/config"):
             config = json.loads(body or b"{}")
             MockServer.shape = Shape.build(
-                int(config.get("chunks", 200)), float(config.get("delay_ms", 0))
+                int(config.get("chunks", 200)),
+                float(config.get("delay_ms", 0)),
+                float(config.get("first_ms", 0)),
             )
             transport.write(_json_response(b'{"ok":true}'))
             return
@@ -169,27 +174,32 @@ class MockServer(asyncio.Protocol):
         shape = self.shape
         if b'"stream":true' not in body:
             transport.write(shape.completion)
-        elif shape.delay > 0:
+        elif shape.delay > 0 or shape.first > 0:
             self.task = asyncio.ensure_future(self.paced(shape))
         else:
             write = transport.write
-            write(shape.first)
+            write(shape.head)
             for frame in shape.middle:
                 write(frame)
             write(shape.last)
 
     async def paced(self, shape: Shape) -> None:
-        """Stream with `delay` between content chunks, like a model generating tokens."""
+        """Wait `first`, then stream with `delay` between content chunks, like a model."""
         transport = self.transport
         assert transport is not None
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        transport.write(shape.first)
-        # Chunk i is due at start + i * delay: a busy loop delays chunks but never the pace.
-        for i, frame in enumerate([*shape.middle, shape.last], 1):
-            await asyncio.sleep(max(0.0, start + i * shape.delay - loop.time()))
+        if shape.first:
+            await asyncio.sleep(shape.first)
             if self.transport is None:
                 return
+        start = loop.time()
+        transport.write(shape.head)
+        # Chunk i is due at start + i * delay: a busy loop delays chunks but never the pace.
+        for i, frame in enumerate([*shape.middle, shape.last], 1):
+            if shape.delay:
+                await asyncio.sleep(max(0.0, start + i * shape.delay - loop.time()))
+                if self.transport is None:
+                    return
             transport.write(frame)
         self.task = None
 

@@ -26,7 +26,7 @@ def start(
     exe = py_spy()
     if exe is None:
         return None
-    command = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking"]
+    command = [exe, "record", "--pid", str(pid), "--rate", str(rate)]
     command += ["--format", fmt, "--output", str(output)]
     if subprocesses:
         command.append("--subprocesses")

@@ -214,3 +214,15 @@ def claude_code_request() -> dict[str, Any]:
         pytest.skip(f"{path} not available")
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return copy.deepcopy(data)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_levels() -> Iterator[None]:
+    """In-process CLI runs call configure_logging(); keep their levels from leaking."""
+    import logging
+
+    names = ["", "claude_code_proxy", "claude_code_proxy.access", "uvicorn", "uvicorn.error"]
+    saved = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)

@@ -13,6 +13,7 @@ the same settings as the built-in provider entry; model-based profiles (`gpt-5*`
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -264,6 +265,12 @@ def streamed_call(
     return out
 
 
+SUBSCHEMA_KEYS = frozenset(
+    {"items", "additionalProperties", "propertyNames", "not", "contains"}
+    | {"anyOf", "oneOf", "allOf", "prefixItems"}
+)
+
+
 def walk_schema(schema: Any, path: str = "$") -> Iterator[tuple[str, str, Any]]:
     """(path, keyword, value) for every keyword of every (sub)schema; property names skipped."""
     if isinstance(schema, list):
@@ -278,9 +285,7 @@ def walk_schema(schema: Any, path: str = "$") -> Iterator[tuple[str, str, Any]]:
             if isinstance(value, dict):
                 for name, sub in value.items():
                     yield from walk_schema(sub, f"{path}.{key}.{name}")
-        elif key in ("items", "additionalProperties", "propertyNames", "not", "contains"):
-            yield from walk_schema(value, f"{path}.{key}")
-        elif key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        elif key in SUBSCHEMA_KEYS:
             yield from walk_schema(value, f"{path}.{key}")
 
 
@@ -294,7 +299,10 @@ LOCAL = "http://localhost:8081/v1"  # a local server on a port no provider rule 
 @pytest.mark.parametrize(
     ("model", "expected"),
     [
-        ("gpt-5", {"max_tokens_field": "max_completion_tokens", "reasoning_param": "reasoning_effort"}),
+        (
+            "gpt-5",
+            {"max_tokens_field": "max_completion_tokens", "reasoning_param": "reasoning_effort"},
+        ),
         ("gpt-5.1-codex", {"max_tokens_field": "max_completion_tokens"}),
         ("o3-mini", {"max_tokens_field": "max_completion_tokens"}),
         ("o1", {"max_tokens_field": "max_completion_tokens"}),
@@ -507,7 +515,9 @@ def test_openai_reasoning_model_stream_and_request(
 
     # Same conversation → same cache key; another session → another key.
     mock_upstream.enqueue(sse_response(openai_stream("gpt-5.1")))
-    expect_stream(post(proxy, next_turn(first, stream), **{"x-claude-code-session-id": "sess-0001"}))
+    expect_stream(
+        post(proxy, next_turn(first, stream), **{"x-claude-code-session-id": "sess-0001"})
+    )
     assert sent(mock_upstream)["prompt_cache_key"] == key
     assert_ids_paired(sent(mock_upstream))
     mock_upstream.enqueue(sse_response(openai_stream("gpt-5.1")))
@@ -820,7 +830,9 @@ def test_azure_prompt_blocked_by_content_filter(
 def ollama_stream(model: str = "qwen3:8b", finish: str = "stop") -> list[Any]:
     kw = {"model": model, "chunk_id": "chatcmpl-712"}
     reasoning = ["Two", " lookups", " needed", "."]
-    out: list[Any] = [ck({"role": "assistant", "content": "", "reasoning": r}, **kw) for r in reasoning]
+    out: list[Any] = [
+        ck({"role": "assistant", "content": "", "reasoning": r}, **kw) for r in reasoning
+    ]
     out += [ck({"role": "assistant", "content": piece}, **kw) for piece in ("On it", ".")]
     # Each call arrives whole in one chunk, with its index and a call_ + 8 lowercase id.
     out.append(
@@ -849,7 +861,11 @@ def ollama_stream(model: str = "qwen3:8b", finish: str = "stop") -> list[Any]:
     )
     out.append(ck({"role": "assistant", "content": ""}, finish, **kw))
     out.append(
-        ck(choices=[], usage={"prompt_tokens": 310, "completion_tokens": 42, "total_tokens": 352}, **kw)
+        ck(
+            choices=[],
+            usage={"prompt_tokens": 310, "completion_tokens": 42, "total_tokens": 352},
+            **kw,
+        )
     )
     return out
 
@@ -928,7 +944,10 @@ def vllm_stream(ids: tuple[str, str], model: str = "Qwen/Qwen3-32B") -> list[Any
 @pytest.mark.parametrize(
     "ids",
     [
-        ("chatcmpl-tool-7d2f64b1e8c94a0b9c3e5f1a2b3c4d5e", "chatcmpl-tool-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d"),
+        (
+            "chatcmpl-tool-7d2f64b1e8c94a0b9c3e5f1a2b3c4d5e",
+            "chatcmpl-tool-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d",
+        ),
         ("functions.get_weather:0", "functions.read_file:1"),  # Kimi-K2 ids violate Anthropic's
     ],
     ids=["chatcmpl-tool", "kimi"],
@@ -988,7 +1007,9 @@ def test_vllm_flat_error_without_tool_parser(
         "code": 400,
     }
     mock_upstream.enqueue(json_response(flat, 400))
-    err = expect_error(post(proxy, body(tool_choice={"type": "auto"})), 400, "invalid_request_error")
+    err = expect_error(
+        post(proxy, body(tool_choice={"type": "auto"})), 400, "invalid_request_error"
+    )
     assert "--enable-auto-tool-choice" in err["message"]
     assert len(mock_upstream.chat_requests) == 1  # no parameter to fix: not retried
 
@@ -1058,9 +1079,7 @@ def test_llamacpp_loading_model_is_overloaded(
     proxy_factory: ProxyFactory, mock_upstream: MockUpstream, tmp_path: Path
 ) -> None:
     proxy = as_provider(proxy_factory, tmp_path, "llama.cpp", "qwen3-8b", MAX_RETRIES="0")
-    mock_upstream.enqueue(
-        error_response(503, "Loading model", "unavailable_error", code=None)  # type: ignore[arg-type]
-    )
+    mock_upstream.enqueue(error_response(503, "Loading model", "unavailable_error"))
     expect_error(post(proxy, body()), 529, "overloaded_error")
 
 
@@ -1073,7 +1092,7 @@ THINK_CONTENT = "<think>\nThe user wants weather.\n</think>\n\nChecking now."
 
 def split_at(text: str, cuts: list[int]) -> list[str]:
     points = [0, *sorted(set(cuts)), len(text)]
-    return [text[a:b] for a, b in zip(points, points[1:], strict=False) if text[a:b]]
+    return [text[a:b] for a, b in itertools.pairwise(points) if text[a:b]]
 
 
 @pytest.mark.parametrize(
@@ -1083,13 +1102,17 @@ def split_at(text: str, cuts: list[int]) -> list[str]:
         [3],  # "<th" | "ink>"
         [7, 20, 30],  # inside the reasoning
         [37, 41],  # "</th" | "ink>"
+        [7, 8, 31, 32, 40, 42],  # token by token: "<think>" "\n" … "</think>" "\n\n" …
         list(range(1, len(THINK_CONTENT))),  # one character per chunk
     ],
-    ids=["whole", "open-tag-split", "body-split", "close-tag-split", "per-char"],
+    ids=["whole", "open-tag-split", "body-split", "close-tag-split", "per-token", "per-char"],
 )
 def test_lmstudio_think_tags_split_across_chunks(
     proxy_factory: ProxyFactory, mock_upstream: MockUpstream, tmp_path: Path, cuts: list[int]
 ) -> None:
+    """The blocks must not depend on where the chunks split: the newlines separating
+    `</think>` from the answer are dropped when they arrive with the tag, so they must be
+    dropped when they arrive in the next chunk too (token-by-token servers always do that)."""
     proxy = as_provider(proxy_factory, tmp_path, "lmstudio", "qwen/qwen3-8b")
     kw = {"model": "qwen/qwen3-8b", "chunk_id": "chatcmpl-lms0001"}
     chunks: list[Any] = [ck({"role": "assistant", "content": ""}, **kw)]
@@ -1143,7 +1166,9 @@ def test_sglang_reasoning_and_parallel_tools(
     finish["choices"][0]["matched_stop"] = None
     chunks += [finish, ck(choices=[], usage=make_usage(700, 55), **kw)]
     mock_upstream.enqueue(sse_response(chunks))
-    stream = expect_stream(post(proxy, body(tool_choice={"type": "auto", "disable_parallel_tool_use": True})))
+    stream = expect_stream(
+        post(proxy, body(tool_choice={"type": "auto", "disable_parallel_tool_use": True}))
+    )
     assert block_kinds(stream) == ["thinking", "text", "tool_use", "tool_use"]
     assert stream.thinking == "Need both tools."
     # SGLang does not enforce parallel_tool_calls=false: both calls still arrive intact.
@@ -1153,7 +1178,11 @@ def test_sglang_reasoning_and_parallel_tools(
 
 @pytest.mark.parametrize(
     ("matched", "stop_reason", "stop_sequence"),
-    [("</answer>", "stop_sequence", "</answer>"), (151645, "end_turn", None), (None, "end_turn", None)],
+    [
+        ("</answer>", "stop_sequence", "</answer>"),
+        (151645, "end_turn", None),
+        (None, "end_turn", None),
+    ],
 )
 def test_sglang_matched_stop(
     proxy_factory: ProxyFactory,
@@ -1201,7 +1230,11 @@ def test_sglang_abort_mid_stream_is_an_error_event(
 
 
 def deepseek_stream(model: str = "deepseek-reasoner") -> list[Any]:
-    kw = {"model": model, "chunk_id": "8c1f3a2e-4b5d-4c6e-9f7a-0b1c2d3e4f5a", "system_fingerprint": "fp_ds_1"}
+    kw = {
+        "model": model,
+        "chunk_id": "8c1f3a2e-4b5d-4c6e-9f7a-0b1c2d3e4f5a",
+        "system_fingerprint": "fp_ds_1",
+    }
     out: list[Any] = [ck({"role": "assistant", "content": None, "reasoning_content": ""}, **kw)]
     out += [
         ck({"content": None, "reasoning_content": p}, **kw)
@@ -1273,10 +1306,18 @@ def test_deepseek_tool_turn_without_thinking_gets_an_empty_reasoning_field(
         {
             "role": "assistant",
             "content": [
-                {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Oslo"}}
+                {
+                    "type": "tool_use",
+                    "id": "toolu_01A",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                }
             ],
         },
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "12°C"}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "12°C"}],
+        },
         {"role": "assistant", "content": "It is 12°C."},
         {"role": "user", "content": "Thanks"},
     ]
@@ -1297,10 +1338,18 @@ def test_deepseek_foreign_signature_falls_back_to_the_thinking_text(
             "role": "assistant",
             "content": [
                 {"type": "thinking", "thinking": "Use the tool.", "signature": "EqQBCkgIARABGAIiQ"},
-                {"type": "tool_use", "id": "toolu_01B", "name": "get_weather", "input": {"city": "Oslo"}},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_01B",
+                    "name": "get_weather",
+                    "input": {"city": "Oslo"},
+                },
             ],
         },
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01B", "content": "12°C"}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_01B", "content": "12°C"}],
+        },
     ]
     expect_stream(post(proxy, body(messages=history)))
     (assistant,) = assistant_messages(sent(mock_upstream))
@@ -1352,13 +1401,25 @@ OR_DETAILS = [
 
 
 def openrouter_stream(model: str = "anthropic/claude-sonnet-4.5") -> list[Any]:
-    kw = {"model": model, "chunk_id": "gen-1766000000-AbCdEfGhIjKlMnOpQrSt", "provider": "Anthropic"}
+    kw = {
+        "model": model,
+        "chunk_id": "gen-1766000000-AbCdEfGhIjKlMnOpQrSt",
+        "provider": "Anthropic",
+    }
     out: list[Any] = [": OPENROUTER PROCESSING\n\n", ": OPENROUTER PROCESSING\n\n"]
     out.append(ck({"role": "assistant", "content": "", "reasoning": None}, **kw))
     for detail in OR_DETAILS:
         reasoning = detail.get("text", "")
         out.append(
-            ck({"role": "assistant", "content": "", "reasoning": reasoning, "reasoning_details": [detail]}, **kw)
+            ck(
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "reasoning": reasoning,
+                    "reasoning_details": [detail],
+                },
+                **kw,
+            )
         )
     out.append(": OPENROUTER PROCESSING\n\n")
     out += [ck({"role": "assistant", "content": p}, **kw) for p in ("Checking", " both.")]
@@ -1412,8 +1473,14 @@ def test_openrouter_reasoning_details_round_trip(
     [
         ({"thinking": {"type": "enabled", "budget_tokens": 4000}}, {"max_tokens": 4000}),
         ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}, {"effort": "low"}),
-        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "xhigh"}}, {"effort": "xhigh"}),
-        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}, {"effort": "xhigh"}),
+        (
+            {"thinking": {"type": "adaptive"}, "output_config": {"effort": "xhigh"}},
+            {"effort": "xhigh"},
+        ),
+        (
+            {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}},
+            {"effort": "xhigh"},
+        ),
         ({"thinking": {"type": "disabled"}}, {"effort": "none"}),
         ({"thinking": {"type": "adaptive"}}, None),
         ({}, None),
@@ -1426,11 +1493,26 @@ def test_openrouter_reasoning_param(
     extra: dict[str, Any],
     expected: dict[str, Any] | None,
 ) -> None:
-    proxy = as_provider(proxy_factory, tmp_path, "openrouter", "openai/gpt-5.1")
+    proxy = as_provider(proxy_factory, tmp_path, "openrouter", "anthropic/claude-opus-4.1")
     expect_stream(post(proxy, body(tools=None, **extra)))
     payload = sent(mock_upstream)
     assert payload.get("reasoning") == expected
     assert "reasoning_effort" not in payload
+
+
+def test_openrouter_openai_models_keep_their_model_rules(
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, tmp_path: Path
+) -> None:
+    """`openai/gpt-5.1` behind OpenRouter: the gpt-5 model rule applies to the bare name
+    (max_completion_tokens, no sampling params) and its effort goes out as
+    `reasoning_effort`, which OpenRouter also accepts."""
+    proxy = as_provider(proxy_factory, tmp_path, "openrouter", "openai/gpt-5.1")
+    extra = {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}
+    expect_stream(post(proxy, body(tools=None, temperature=0.5, **extra)))
+    payload = sent(mock_upstream)
+    assert payload["max_completion_tokens"] == 4096 and "temperature" not in payload
+    effort = payload.get("reasoning_effort") or (payload.get("reasoning") or {}).get("effort")
+    assert effort == "xhigh"
 
 
 def test_openrouter_error_inside_a_200_stream(
@@ -1439,7 +1521,11 @@ def test_openrouter_error_inside_a_200_stream(
     proxy = as_provider(proxy_factory, tmp_path, "openrouter", "anthropic/claude-sonnet-4.5")
     kw = {"model": "anthropic/claude-sonnet-4.5", "chunk_id": "gen-1766000001-XyZ"}
     failure = ck({"content": ""}, "error", **kw)
-    failure["error"] = {"code": 502, "message": "Provider returned error", "metadata": {"raw": "overloaded"}}
+    failure["error"] = {
+        "code": 502,
+        "message": "Provider returned error",
+        "metadata": {"raw": "overloaded"},
+    }
     failure["choices"][0]["native_finish_reason"] = "error"
     mock_upstream.enqueue(
         sse_response(
@@ -1725,7 +1811,9 @@ def test_mistral_client_ids_of_any_shape_are_mapped(
     history.append(
         {
             "role": "user",
-            "content": [{"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in odd_ids],
+            "content": [
+                {"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in odd_ids
+            ],
         }
     )
     expect_stream(post(proxy, body(messages=history)))
@@ -1770,10 +1858,24 @@ def test_groq_generic_profile_stream(
     chunks += [ck({"reasoning": p}, **kw) for p in ("Call", " both.")]
     # Groq sends each call whole with its index; ids are short call_ + alnum.
     chunks.append(
-        ck({"tool_calls": [{"id": "call_8kz1", "type": "function", "index": 0, "function": CALL_A}]}, **kw)
+        ck(
+            {
+                "tool_calls": [
+                    {"id": "call_8kz1", "type": "function", "index": 0, "function": CALL_A}
+                ]
+            },
+            **kw,
+        )
     )
     chunks.append(
-        ck({"tool_calls": [{"id": "call_8kz2", "type": "function", "index": 1, "function": CALL_B}]}, **kw)
+        ck(
+            {
+                "tool_calls": [
+                    {"id": "call_8kz2", "type": "function", "index": 1, "function": CALL_B}
+                ]
+            },
+            **kw,
+        )
     )
     last = ck({}, "tool_calls", **kw)
     last["x_groq"] = {"id": "req_01jv0m3x5yfz8t9a2b3c4d5e6f", "usage": make_usage(250, 33)}
@@ -1823,7 +1925,13 @@ def test_unknown_server_uses_the_plain_openai_spec(
     )
     payload = sent(mock_upstream)
     assert payload["max_tokens"] == 4096 and payload["temperature"] == 0.5
-    for absent in ("reasoning_effort", "reasoning", "thinking", "chat_template_kwargs", "prompt_cache_key"):
+    for absent in (
+        "reasoning_effort",
+        "reasoning",
+        "thinking",
+        "chat_template_kwargs",
+        "prompt_cache_key",
+    ):
         assert absent not in payload, absent
 
 

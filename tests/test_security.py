@@ -455,9 +455,23 @@ def _json_ok() -> Response:
 
 
 @pytest.fixture
-def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Every log record of every logger, at DEBUG."""
+def debug_logs(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pytest.LogCaptureFixture]:
+    """Every log record of every logger, at DEBUG.
+
+    Other tests may have run the CLI in this process (``configure_logging`` sets the package
+    logger's level), so the proxy's and uvicorn's loggers are opened up explicitly.
+    """
+    import claude_code_proxy.app  # noqa: F401  (creates the package's loggers)
+
     caplog.set_level(logging.DEBUG)
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("claude_code_proxy", "uvicorn", "aiohttp"):
+            caplog.set_level(logging.DEBUG, logger=name)
+            logger = logging.getLogger(name)
+            monkeypatch.setattr(logger, "disabled", False)
+            monkeypatch.setattr(logger, "propagate", True)
     yield caplog
 
 

@@ -55,9 +55,12 @@ class CancelOnDisconnect:
         try:
             await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            task.cancel()
+            # The server is shutting down: let the exchange end its stream with an
+            # `event: error` (it handles its own cancellation) instead of cutting it.
             watcher.cancel()
-            raise
+            task.cancel()
+            await asyncio.wait({task}, timeout=2.0)
+            return
         if task.done():
             watcher.cancel()
             task.result()

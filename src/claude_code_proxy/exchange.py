@@ -84,7 +84,11 @@ class Exchange:
         capture = self.capture
         tap = (lambda raw: capture.add("3-upstream-response", raw)) if capture else None
         response = await self.upstream.post_chat(
-            session, self.translated.payload, self.key, error_tap=tap
+            session,
+            self.translated.payload,
+            self.key,
+            error_tap=tap,
+            prompt_tokens=self.translated.estimated_input_tokens or None,
         )
         self.record.upstream_answered()
         return response

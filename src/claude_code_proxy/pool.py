@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -24,6 +25,7 @@ from claude_code_proxy.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=1024)
 def key_id(key: str) -> str:
     """A short, stable, non-reversible identifier for a key (logs, metrics, pool)."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]

@@ -163,6 +163,7 @@ class CapabilityTable:
     user_models: tuple[tuple[str, Overrides], ...] = ()
     learned: dict[tuple[str, str], Overrides] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _memo: dict[tuple[str, str], Profile] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_file(cls, path: str | None) -> CapabilityTable:
@@ -188,6 +189,15 @@ class CapabilityTable:
         return cls(user_providers=tables[0], user_models=tables[1])
 
     def profile(self, base_url: str, model: str) -> Profile:
+        memo = self._memo.get((base_url, model))
+        if memo is not None:
+            return memo
+        profile = self._build(base_url, model)
+        if len(self._memo) < 4096:
+            self._memo[(base_url, model)] = profile
+        return profile
+
+    def _build(self, base_url: str, model: str) -> Profile:
         parts = urlsplit(base_url)
         host = (parts.hostname or "").lower()
         netloc = f"{host}:{parts.port}" if parts.port else host
@@ -220,6 +230,7 @@ class CapabilityTable:
                 overrides["drop_params"] = before | frozenset(overrides["drop_params"])
             current.update(overrides)
             self.learned[(netloc, model)] = current
+            self._memo.clear()
 
 
 DEFAULT_TABLE = CapabilityTable()

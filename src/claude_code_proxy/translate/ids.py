@@ -14,7 +14,13 @@ _MAX_UPSTREAM_TOOL_ID = 40
 
 
 def _random_base62(length: int) -> str:
-    return "".join(secrets.choice(_BASE62) for _ in range(length))
+    """One getrandom call instead of one per character (ids are minted per request)."""
+    number = int.from_bytes(secrets.token_bytes(length), "big")  # 8 bits ≥ log2(62) each
+    chars = []
+    for _ in range(length):
+        number, rest = divmod(number, 62)
+        chars.append(_BASE62[rest])
+    return "".join(chars)
 
 
 def new_message_id() -> str:

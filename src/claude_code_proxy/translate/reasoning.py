@@ -91,7 +91,7 @@ class ThinkTagSplitter:
     __slots__ = ("_held", "_state")
 
     def __init__(self) -> None:
-        self._state = "detect"  # detect → think → text
+        self._state = "detect"  # detect → think → after (strip newlines) → text
         self._held = ""
 
     def feed(self, text: str) -> list[tuple[str, str]]:
@@ -117,17 +117,27 @@ class ThinkTagSplitter:
             if end >= 0:
                 if end:
                     out.append(("thinking", text[:end]))
-                self._state = "text"
-                text = text[end + len(CLOSE_TAG) :].lstrip("\n")
+                self._state = "after"
+                text = text[end + len(CLOSE_TAG) :]
             else:
                 keep = _partial_suffix(text, CLOSE_TAG)
                 if len(text) > keep:
                     out.append(("thinking", text[: len(text) - keep]))
                 self._held = text[len(text) - keep :] if keep else ""
                 return out
+        if self._state == "after":
+            text = text.lstrip("\r\n")
+            if not text:
+                return out  # blank lines between </think> and the answer, maybe more to come
+            self._state = "text"
         if text:
             out.append(("text", text))
         return out
+
+    @property
+    def settled(self) -> bool:
+        """Past any leading reasoning, holding nothing: the rest is plain text."""
+        return self._state == "text" and not self._held
 
     def flush(self) -> list[tuple[str, str]]:
         held, self._held = self._held, ""

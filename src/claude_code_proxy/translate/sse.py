@@ -22,6 +22,10 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         buffer = self._buffer + chunk if self._buffer else chunk
+        if not self._data and b"\r" not in buffer:
+            fast = self._fast(buffer)
+            if fast is not None:
+                return fast
         payloads: list[bytes] = []
         start = 0
         find = buffer.find
@@ -35,6 +39,18 @@ class SSEDecoder:
                 line = line[:-1]
             self._line(line, payloads)
         self._buffer = buffer[start:]
+        return payloads
+
+    def _fast(self, buffer: bytes) -> list[bytes] | None:
+        """The common shape — every event one `data:` line — split without a line loop."""
+        records = buffer.split(b"\n\n")
+        rest = records.pop()
+        payloads = []
+        for record in records:
+            if record[:6] != b"data: " or b"\n" in record:
+                return None
+            payloads.append(record[6:])
+        self._buffer = rest
         return payloads
 
     def flush(self) -> list[bytes]:

@@ -261,9 +261,12 @@ class StreamTranslator:
         self._open_call = None
 
     def _split_content(self, content: str, out: list[Event]) -> None:
-        assert self._splitter is not None
-        for kind, piece in self._splitter.feed(content):
+        splitter = self._splitter
+        assert splitter is not None
+        for kind, piece in splitter.feed(content):
             (self._thinking if kind == "thinking" else self._text)(piece, out)
+        if splitter.settled:
+            self._splitter = None  # plain text from here on: skip the splitter
 
     def _close_all(self, out: list[Event]) -> None:
         if self._splitter is not None:
