@@ -272,6 +272,11 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
     if workers > 1:
         # Each worker builds its own app from os.environ: hand it the effective settings.
         os.environ.update(overrides)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # /metrics then aggregates every worker (prometheus_client multi-process mode).
+            import tempfile
+
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ccp-metrics-")
         with _stop_signals_are_success():
             uvicorn.run(APP_FACTORY, factory=True, workers=workers, **common)
         return
