@@ -114,14 +114,17 @@ class Exchange:
         except ProxyError as error:
             await self._fail(send, error)
             return
-        self.record.status = 200
-        self.record.first_token()
-        self.record.stop_reason = message["stop_reason"]
-        self.record.usage(message["usage"])
+        self._record_message(message)
         body = orjson.dumps(message)
         if self.capture is not None:
             self.capture.add("4-client-response", body)
         await send_json(send, 200, message)
+
+    def _record_message(self, message: dict[str, Any]) -> None:
+        self.record.status = 200
+        self.record.first_token()
+        self.record.stop_reason = message["stop_reason"]
+        self.record.usage(message["usage"])
 
     def _message(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -179,10 +182,7 @@ class Exchange:
         except ProxyError as error:
             await self._fail(send, error)
             return
-        self.record.status = 200
-        self.record.first_token()
-        self.record.stop_reason = message["stop_reason"]
-        self.record.usage(message["usage"])
+        self._record_message(message)
         body = encode_events(message_to_events(message))
         if self.capture is not None:
             self.capture.add("4-client-response", body)
