@@ -232,7 +232,7 @@ class Exchange:
             )
         # Finish reading the upstream body first (bounded): the connection then goes back to
         # the pool before the client can send its next request. message_stop is already out.
-        await drain(response)
+        await drain(response, tap)
         await sender.close()
 
 
@@ -303,12 +303,15 @@ async def translate_stream(
         return
 
 
-async def drain(response: aiohttp.ClientResponse) -> None:
+async def drain(
+    response: aiohttp.ClientResponse, tap: Callable[[bytes], None] | None = None
+) -> None:
     """Read to the end of the body (bounded) so the connection can return to the pool."""
 
     async def read_rest() -> None:
-        while await response.content.readany():
-            pass
+        while data := await response.content.readany():
+            if tap is not None:
+                tap(data)
 
     with contextlib.suppress(Exception):
         await asyncio.wait_for(read_rest(), DRAIN_SECONDS)
