@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
@@ -37,6 +36,7 @@ from claude_code_proxy.launcher import (
     mask_key,
     probe_health,
     run_command,
+    signal_handlers,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -300,20 +300,12 @@ def _stop_signals_are_success() -> Iterator[None]:
     the process with that signal (or print "Aborted!"); a requested stop is a success for
     process managers (Docker, systemd), so the re-raised signal lands here and is dropped.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def stopped(signum: int, frame: FrameType | None) -> None:
         return None
 
-    stop_signals = [signal.SIGINT, signal.SIGTERM]
-    previous = {sig: signal.signal(sig, stopped) for sig in stop_signals}
-    try:
+    with signal_handlers(stopped, (signal.SIGINT, signal.SIGTERM)):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _echo_check(check: Check) -> None:

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -348,6 +348,25 @@ FORWARDED_SIGNALS = tuple(
 
 
 @contextlib.contextmanager
+def signal_handlers(
+    handler: Callable[[int, FrameType | None], None], signals: Iterable[int]
+) -> Iterator[None]:
+    """Install `handler` for `signals` while inside, restoring the previous handlers after.
+
+    Only the main thread may set handlers; elsewhere (tests, embedding) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
 def forward_signals(children: list[subprocess.Popen[bytes]]) -> Iterator[None]:
     """While installed, SIGINT/SIGTERM/SIGHUP go to the child (once `children` holds it)
     instead of stopping us; installed before the child starts so none is lost."""
@@ -360,15 +379,8 @@ def forward_signals(children: list[subprocess.Popen[bytes]]) -> Iterator[None]:
                 with contextlib.suppress(ProcessLookupError):
                     child.send_signal(signum)
 
-    if threading.current_thread() is not threading.main_thread():
+    with signal_handlers(forward, FORWARDED_SIGNALS):
         yield
-        return
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def exit_code(returncode: int) -> int:

@@ -49,7 +49,6 @@ class Upstream:
         self.table = table or CapabilityTable()
         self.metrics = metrics
         self.max_retries = settings.max_retries
-        self.retries = 0  # transient failures retried, for observability
         self.base_url = settings.openai_base_url
         self.host = urlsplit(self.base_url).netloc
         self.pool = ClientPool(
@@ -189,7 +188,6 @@ class Upstream:
             if attempt >= self.max_retries:
                 raise error
             attempt += 1
-            self.retries += 1
             if self.metrics:
                 self.metrics.retries.inc()
             if delay is None:

@@ -81,19 +81,25 @@ _OVERFLOW_HINTS = (
 )
 
 
+def _error_json(body: bytes) -> dict[str, Any] | None:
+    """An error body as a JSON object (Gemini's one-element list unwrapped), else None."""
+    try:
+        data: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, list) and data:
+        data = data[0]
+    return data if isinstance(data, dict) else None
+
+
 def upstream_error_message(body: bytes, status: int) -> tuple[str, str | None]:
     """Best-effort (message, code) from any upstream error body shape.
 
     Handles OpenAI/Azure/Ollama/vLLM `{"error":{…}}`, flat `{"object":"error",…}`
     (Mistral, old vLLM), Gemini's one-element list, and HTML or plain-text pages.
     """
-    try:
-        data: Any = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, list) and data:
-        data = data[0]
-    if isinstance(data, dict):
+    data = _error_json(body)
+    if data is not None:
         err = data.get("error", data)
         if isinstance(err, dict):
             message = err.get("message") or err.get("detail") or err.get("msg")
@@ -179,11 +185,8 @@ def map_upstream_error(
 
 
 def _context_counts(body: bytes) -> tuple[int, int] | None:
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-    err = data.get("error", data) if isinstance(data, dict) else None
+    data = _error_json(body)
+    err = data.get("error", data) if data is not None else None
     if not isinstance(err, dict):
         return None
     used, limit = err.get("n_prompt_tokens"), err.get("n_ctx")
@@ -318,13 +321,8 @@ def parameter_fix(status: int, body: bytes, payload: dict[str, Any]) -> Paramete
 
 
 def _error_param(body: bytes) -> str | None:
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(data, list) and data:
-        data = data[0]
-    if isinstance(data, dict):
+    data = _error_json(body)
+    if data is not None:
         err = data.get("error", data)
         if isinstance(err, dict) and isinstance(err.get("param"), str):
             return str(err["param"])

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -366,13 +367,7 @@ class _MessageConverter:
         orphan_texts: list[dict[str, Any]] = []
         parts: list[dict[str, Any]] = []
         result_images: list[dict[str, Any]] = []
-        for index, block in enumerate(content):
-            if isinstance(block, str):
-                block = {"type": "text", "text": block}
-            if not isinstance(block, dict):
-                raise RequestValidationError(
-                    f"messages.{position}.content.{index}: must be an object"
-                )
+        for index, block in _blocks(content, position):
             kind = block.get("type")
             if kind == "tool_result":
                 call_id = self._tool_id(block.get("tool_use_id", ""))
@@ -548,13 +543,7 @@ class _MessageConverter:
         calls: list[dict[str, Any]] = []
         reasoning: list[str] = []
         details: list[Any] = []
-        for index, block in enumerate(content):
-            if isinstance(block, str):
-                block = {"type": "text", "text": block}
-            if not isinstance(block, dict):
-                raise RequestValidationError(
-                    f"messages.{position}.content.{index}: must be an object"
-                )
+        for index, block in _blocks(content, position):
             kind = block.get("type")
             if kind == "text":
                 text = block.get("text")
@@ -617,6 +606,16 @@ def _is_base64(data: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
+
+
+def _blocks(content: list[Any], position: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A message's content blocks, bare strings read as text blocks; anything else is a 400."""
+    for index, block in enumerate(content):
+        if isinstance(block, str):
+            block = {"type": "text", "text": block}
+        if not isinstance(block, dict):
+            raise RequestValidationError(f"messages.{position}.content.{index}: must be an object")
+        yield index, block
 
 
 def _decode_document(data: str, media_type: str) -> str:

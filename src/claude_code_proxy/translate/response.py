@@ -15,8 +15,6 @@ from claude_code_proxy.translate.reasoning import (
 from claude_code_proxy.translate.tool_args import parse_arguments, split_objects
 from claude_code_proxy.translate.usage import anthropic_usage
 
-THINKING_SIGNATURE = PLAIN_SIGNATURE
-
 
 def stop_reason(
     finish_reason: Any,
@@ -86,7 +84,7 @@ def translate_completion(
     details = message.get("reasoning_details")
     details = details if isinstance(details, list) and details else None
     if thinking or details:
-        signature = encode_signature(thinking, details) if stash_reasoning else THINKING_SIGNATURE
+        signature = encode_signature(thinking, details) if stash_reasoning else PLAIN_SIGNATURE
         block = {"type": "thinking", "thinking": thinking, "signature": signature}
         content.append(block)
     refusal = message.get("refusal")
