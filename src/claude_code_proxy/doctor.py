@@ -687,27 +687,37 @@ class Doctor:
                 "messages": [{"role": "user", "content": "Reply with the single word: pong"}],
             },
         )
+        self._judge_text_reply(
+            name,
+            reply,
+            var,
+            upstream,
+            where=f"{client_id} → {upstream}",
+            empty=f"{client_id} → {upstream}: empty reply (stop_reason {reply.stop_reason})",
+            empty_fix="a reasoning model may have spent every token thinking; check the model",
+            passed=f"{client_id} → {upstream} answered {_snippet(reply.text)!r} "
+            f"(stop_reason {reply.stop_reason})",
+        )
+
+    def _judge_text_reply(
+        self,
+        name: str,
+        reply: Reply,
+        var: str,
+        upstream: str,
+        *,
+        where: str,
+        empty: str,
+        empty_fix: str,
+        passed: str,
+    ) -> None:
+        """FAIL on an error or an empty text, else PASS: how every chat check ends."""
         if reply.failure:
-            self.add(
-                name,
-                "FAIL",
-                f"{client_id} → {upstream}: {reply.failure}",
-                self._fix(reply, var, upstream),
-            )
+            self.add(name, "FAIL", f"{where}: {reply.failure}", self._fix(reply, var, upstream))
         elif not reply.text.strip():
-            self.add(
-                name,
-                "FAIL",
-                f"{client_id} → {upstream}: empty reply (stop_reason {reply.stop_reason})",
-                "a reasoning model may have spent every token thinking; check the model",
-            )
+            self.add(name, "FAIL", empty, empty_fix)
         else:
-            self.add(
-                name,
-                "PASS",
-                f"{client_id} → {upstream} answered {_snippet(reply.text)!r} "
-                f"(stop_reason {reply.stop_reason})",
-            )
+            self.add(name, "PASS", passed)
 
     async def tool_check(
         self,
@@ -767,28 +777,18 @@ class Doctor:
             },
         ]
         second = await self.message(session, base_url, body)
-        if second.failure:
-            self.add(
-                name,
-                "FAIL",
-                f"{upstream}, after the tool_result: {second.failure}",
-                self._fix(second, var, upstream),
-            )
-        elif not second.text.strip():
-            self.add(
-                name,
-                "FAIL",
-                f"{upstream}: no text after the tool_result (stop_reason {second.stop_reason})",
-                TOOLS_FIX,
-            )
-        else:
-            self.add(
-                name,
-                "PASS",
-                f"{upstream}: get_weather({json.dumps(call.input, ensure_ascii=False)}) → "
-                "tool_result → "
-                f"{_snippet(second.text)!r}",
-            )
+        self._judge_text_reply(
+            name,
+            second,
+            var,
+            upstream,
+            where=f"{upstream}, after the tool_result",
+            empty=f"{upstream}: no text after the tool_result (stop_reason {second.stop_reason})",
+            empty_fix=TOOLS_FIX,
+            passed=f"{upstream}: get_weather({json.dumps(call.input, ensure_ascii=False)}) → "
+            "tool_result → "
+            f"{_snippet(second.text)!r}",
+        )
 
     async def reasoning_check(
         self, session: aiohttp.ClientSession, base_url: str, client_id: str, upstream: str
