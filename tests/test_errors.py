@@ -12,7 +12,9 @@ from claude_code_proxy.translate.errors import (
     ParameterFix,
     ProxyError,
     context_overflow_message,
+    embedded_error,
     error_body,
+    error_status,
     map_upstream_error,
     parameter_fix,
     retry_after_seconds,
@@ -358,6 +360,8 @@ def test_openai_context_length_exceeded() -> None:
 
 
 def test_vllm_maximum_context_length() -> None:
+    # The input (4000) fits; only input + max_tokens does not: A.13's second form, which
+    # makes Claude Code lower max_tokens rather than compact a conversation that fits.
     body = openai_error(
         "This model's maximum context length is 4096 tokens. However, you requested 5000 "
         "tokens (4000 in the messages, 1000 in the completion). Please reduce the length of "
@@ -367,7 +371,10 @@ def test_vllm_maximum_context_length() -> None:
     )
     error = map_upstream_error(400, body, {})
     assert (error.status, error.error_type) == (400, "invalid_request_error")
-    assert overflow_numbers(error.message) == (5000, 4096)
+    assert error.message == (
+        "input length and `max_tokens` exceed context limit: 4000 + 1000 > 4096, "
+        "decrease input length or `max_tokens` and try again"
+    )
 
 
 def test_old_vllm_flat_body_overflow() -> None:
@@ -551,3 +558,142 @@ def test_parameter_fix_never_touches_the_conversation() -> None:
 def test_parameter_fix_only_for_client_errors() -> None:
     body = openai_error("'temperature' is not supported", param="temperature")
     assert parameter_fix(500, body, {"temperature": 0.5}) is None
+
+
+# ------------------------------------------------------------------------------------------
+# overflow wording: input + max_tokens, "about N", no numbers, false positives (A.13)
+# ------------------------------------------------------------------------------------------
+
+SPLIT_FORM = (
+    "input length and `max_tokens` exceed context limit: {} + {} > {}, "
+    "decrease input length or `max_tokens` and try again"
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "This model's maximum context length is 131072 tokens. However, you requested "
+            "132000 tokens (100000 in the messages, 32000 in the completion). Please reduce "
+            "the length of the messages or completion.",
+            SPLIT_FORM.format(100000, 32000, 131072),
+        ),
+        (
+            "This model's maximum context length is 131072 tokens. However, you requested "
+            "140000 tokens (135000 in the messages, 5000 in the completion).",
+            "prompt is too long: 135000 tokens > 131072 maximum",
+        ),
+        (
+            "This model's maximum context length is 8192 tokens. However, you requested 9000 "
+            "tokens (5000 in the messages, 1000 in the functions, and 3000 in the completion).",
+            SPLIT_FORM.format(6000, 3000, 8192),
+        ),
+        (
+            "This endpoint's maximum context length is 163840 tokens. However, you requested "
+            "about 170000 tokens (150000 of text input, 20000 in the output). Please reduce "
+            'the length of either one, or use the "middle-out" transform.',
+            SPLIT_FORM.format(150000, 20000, 163840),
+        ),
+        (
+            "This endpoint's maximum context length is 163840 tokens. However, you requested "
+            "about 170000 tokens.",
+            "prompt is too long: 170000 tokens > 163840 maximum",
+        ),
+    ],
+)
+def test_overflow_that_splits_input_and_completion(message: str, expected: str) -> None:
+    error = map_upstream_error(400, openai_error(message), {})
+    assert (error.status, error.error_type, error.message) == (
+        400,
+        "invalid_request_error",
+        expected,
+    )
+    check(error)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Your input exceeds the context window of this model. Please adjust your input and "
+        "try again.",
+        "input length exceeds maximum context length",
+        "the request exceeds the available context size, try increasing it",
+    ],
+)
+def test_overflow_without_numbers_keeps_the_prompt_is_too_long_prefix(message: str) -> None:
+    error = map_upstream_error(400, openai_error(message), {})
+    assert error.message.startswith("prompt is too long")
+    assert message in error.message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Invalid value for 'max_tokens': must be less than the context length",
+        "max_tokens must not exceed 8192",
+        "The context window parameter is not supported",
+    ],
+)
+def test_messages_that_only_mention_the_context_are_not_overflows(message: str) -> None:
+    assert context_overflow_message(message, None) is None
+    error = map_upstream_error(400, openai_error(message), {})
+    assert error.message == f"upstream error (400): {message}"
+
+
+# ------------------------------------------------------------------------------------------
+# errors inside a 2xx body or stream chunk (OpenRouter, vLLM)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "error_type"),
+    [
+        ({"code": 429, "message": "Rate limit exceeded"}, 429, "rate_limit_error"),
+        ({"code": "429", "message": "Rate limit exceeded"}, 429, "rate_limit_error"),
+        ({"code": "rate_limit_exceeded", "message": "slow"}, 429, "rate_limit_error"),
+        ({"code": 502, "message": "Provider returned error"}, 502, "api_error"),
+        ({"code": 503, "message": "No provider"}, 529, "overloaded_error"),
+        ({"code": 401, "message": "User not found."}, 401, "authentication_error"),
+        ({"code": 402, "message": "Insufficient credits"}, 402, "billing_error"),
+        (
+            {"code": 400, "status": "INVALID_ARGUMENT", "message": "bad"},
+            400,
+            "invalid_request_error",
+        ),
+        ({"status": "UNAVAILABLE", "message": "try later"}, 529, "overloaded_error"),
+        ({"type": "server_error", "message": "boom"}, 500, "api_error"),
+        ({"code": -32000, "message": "odd code"}, 502, "api_error"),
+        ({"message": "no code"}, 502, "api_error"),
+        ("plain string", 502, "api_error"),
+    ],
+)
+def test_embedded_errors_map_by_their_code(error: Any, status: int, error_type: str) -> None:
+    mapped = embedded_error(error)
+    assert (mapped.status, mapped.error_type) == (status, error_type)
+    message = error["message"] if isinstance(error, dict) else error
+    assert message in mapped.message
+    check(mapped)
+
+
+def test_embedded_context_overflow_is_reworded() -> None:
+    mapped = embedded_error(
+        {
+            "code": 400,
+            "message": "This model's maximum context length is 4096 tokens. However, your "
+            "messages resulted in 5000 tokens.",
+        }
+    )
+    assert (mapped.status, mapped.message) == (
+        400,
+        "prompt is too long: 5000 tokens > 4096 maximum",
+    )
+
+
+def test_error_status_reads_numbers_and_names() -> None:
+    assert error_status({"code": 429}) == 429
+    assert error_status({"code": "503"}) == 503
+    assert error_status({"status": "RESOURCE_EXHAUSTED"}) == 429
+    assert error_status({"code": True}) is None
+    assert error_status({"code": 200}) is None
+    assert error_status("429") is None

@@ -36,6 +36,11 @@ TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 HEADERS = {"x-api-key": "sk-ant-client-0001", "anthropic-version": "2023-06-01"}
 MODEL = "gpt-4o-custom"  # matches no built-in model rule: only learning can change it
 OVERFLOW_RE = re.compile(r"^prompt is too long: (\d+) tokens > (\d+) maximum$")
+# A.13's second form: the prompt fits, the prompt plus max_tokens does not.
+SPLIT_OVERFLOW_RE = re.compile(
+    r"^input length and `max_tokens` exceed context limit: (\d+) \+ (\d+) > (\d+), "
+    r"decrease input length or `max_tokens` and try again$"
+)
 
 MAX_TOKENS_UNSUPPORTED = error_response(
     400,
@@ -404,7 +409,7 @@ OVERFLOWS = [
             "BadRequestError",
             code=None,
         ),
-        (33792, 32768),
+        (31744, 2048, 32768),
         id="vllm-old",
     ),
     pytest.param(
@@ -431,7 +436,7 @@ OVERFLOWS = [
             },
             400,
         ),
-        (9000, 8192),
+        (8000, 1000, 8192),
         id="vllm-flat",
     ),
     pytest.param(
@@ -481,7 +486,7 @@ def test_context_overflow_reads_like_anthropic(
     proxy_factory: ProxyFactory,
     mock_upstream: MockUpstream,
     error: Any,
-    numbers: tuple[int, int] | None,
+    numbers: tuple[int, ...] | None,
     stream: bool,
 ) -> None:
     proxy = proxy_for(proxy_factory)
@@ -490,6 +495,14 @@ def test_context_overflow_reads_like_anthropic(
     assert resp.status_code == 400, resp.text
     assert resp.headers["content-type"].startswith("application/json")
     err = validate_anthropic_error(resp.content, status=400, error_type="invalid_request_error")
+    if numbers is not None and len(numbers) == 3:
+        split = SPLIT_OVERFLOW_RE.match(err["message"])
+        assert split, f"Claude Code cannot parse this overflow message: {err['message']!r}"
+        prompt, completion, window = map(int, split.groups())
+        assert (prompt, completion, window) == numbers
+        assert prompt < window < prompt + completion
+        assert len(mock_upstream.chat_requests) == 1
+        return
     match = OVERFLOW_RE.match(err["message"])
     assert match, f"Claude Code cannot parse this overflow message: {err['message']!r}"
     used, limit = int(match.group(1)), int(match.group(2))

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from claude_code_proxy.translate.errors import ProxyError
+from claude_code_proxy.translate.reasoning import decode_signature
 from claude_code_proxy.translate.response import (
     message_to_events,
     stop_reason,
@@ -19,7 +21,11 @@ from claude_code_proxy.translate.response import (
 )
 from claude_code_proxy.translate.tool_args import JsonPrefixScanner, parse_arguments
 from claude_code_proxy.translate.usage import anthropic_usage
-from sse_validator import validate_anthropic_message, validate_anthropic_stream
+from sse_validator import (
+    validate_anthropic_error,
+    validate_anthropic_message,
+    validate_anthropic_stream,
+)
 
 CLIENT_MODEL = "claude-sonnet-4-5"
 TOOLU_RE = re.compile(r"^toolu_[A-Za-z0-9]{24}$")  # A.14: toolu_ + 24 base62
@@ -497,10 +503,6 @@ def test_reported_usage_wins_over_the_estimate_when_present() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        {"choices": []},
-        {"choices": None},
-        {},
-        {"choices": [None]},
         {"choices": [{"index": 0, "finish_reason": "stop"}]},
         {"choices": [{"message": None, "finish_reason": "stop"}]},
     ],
@@ -511,6 +513,26 @@ def test_degenerate_completions_do_not_crash(data: dict[str, Any]) -> None:
     assert message["content"] == []
     assert message["stop_reason"] == "end_turn"
     validate_anthropic_message(message)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"choices": []},
+        {"choices": None},
+        {},
+        {"usage": {"prompt_tokens": 5, "completion_tokens": 0}},
+        {"choices": [None]},
+        {"choices": [{"index": 1, "message": {"content": "second choice"}}]},
+    ],
+)
+def test_a_completion_without_choices_is_an_upstream_error(data: dict[str, Any]) -> None:
+    # A 2xx without any choice is an upstream failure, not an empty end_turn (E.8).
+    with pytest.raises(ProxyError) as caught:
+        translate(data)
+    assert (caught.value.status, caught.value.error_type) == (502, "api_error")
+    assert "no choices" in caught.value.message
+    validate_anthropic_error(caught.value.body(), status=502, error_type="api_error")
 
 
 # ------------------------------------------------------------------------------------------
@@ -652,7 +674,7 @@ def test_scanner_closing_suffix_makes_a_cut_prefix_parse(prefix: str) -> None:
     scanner.feed(prefix)
     assert scanner.valid
     assert not scanner.complete
-    value = json.loads(prefix + scanner.closing_suffix())
+    value = json.loads(prefix[: scanner.safe] + scanner.closing_suffix())
     assert isinstance(value, dict)
 
 
@@ -661,3 +683,99 @@ def test_scanner_closing_suffix_is_empty_once_complete() -> None:
     scanner.feed('{"a": [1]}')
     assert scanner.complete
     assert scanner.closing_suffix() == ""
+
+
+# ------------------------------------------------------------------------------------------
+# upstream failures inside a 2xx, usage estimates, Gemini signatures, renamed tools
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("finish_reason", ["error", "abort"])
+def test_generation_that_ended_in_error_is_an_upstream_error(finish_reason: str) -> None:
+    with pytest.raises(ProxyError) as caught:
+        translate(completion({"content": "half an ans"}, finish_reason=finish_reason))
+    assert (caught.value.status, caught.value.error_type) == (502, "api_error")
+    assert finish_reason in caught.value.message
+
+
+def test_the_choice_with_index_0_is_used() -> None:
+    data = completion({"content": "first"})
+    data["choices"].insert(
+        0, {"index": 1, "message": {"content": "second"}, "finish_reason": "stop"}
+    )
+    assert translate(data)["content"] == [{"type": "text", "text": "first"}]
+
+
+def test_missing_usage_estimates_output_tokens_from_the_content() -> None:
+    text = "word " * 100
+    data = completion(
+        {"content": text, "tool_calls": [call("Read", '{"file_path": "/etc/hosts"}')]},
+        finish_reason="tool_calls",
+    )
+    message = translate(data, fallback_input_tokens=55)
+    assert message["usage"]["input_tokens"] == 55
+    assert (
+        message["usage"]["output_tokens"] == (len(text) + len('{"file_path": "/etc/hosts"}')) // 4
+    )
+
+
+def test_reasoning_tokens_become_thinking_tokens() -> None:
+    usage = {
+        "prompt_tokens": 10,
+        "completion_tokens": 40,
+        "completion_tokens_details": {"reasoning_tokens": 31},
+    }
+    message = translate(completion({"content": "x"}, usage=usage))
+    assert message["usage"]["output_tokens"] == 40
+    assert message["usage"]["output_tokens_details"] == {"thinking_tokens": 31}
+    validate_anthropic_message(message)
+    plain = translate(
+        completion({"content": "x"}, usage={"prompt_tokens": 1, "completion_tokens": 1})
+    )
+    assert "output_tokens_details" not in plain["usage"]
+
+
+def test_gemini_thought_signature_goes_in_a_thinking_block_before_its_call() -> None:
+    first = call("Read", '{"file_path": "/a"}', "function-call-1")
+    first["extra_content"] = {"google": {"thought_signature": "CiQBVKhc…"}}
+    second = call("Read", '{"file_path": "/b"}', "function-call-2")
+    data = completion({"content": "Reading.", "tool_calls": [first, second]}, finish_reason="stop")
+    message = translate(data)
+    assert [b["type"] for b in message["content"]] == ["text", "thinking", "tool_use", "tool_use"]
+    block = message["content"][1]
+    assert block["thinking"] == ""
+    assert decode_signature(block["signature"]) == {"r": "", "g": "CiQBVKhc…"}
+    validate_anthropic_message(message)
+    # The same order when the message is replayed as a stream.
+    stream = validate_anthropic_stream(sse(message_to_events(message)))
+    assert stream.content == message["content"]
+
+
+def test_renamed_tools_get_the_client_name_back() -> None:
+    data = completion(
+        {"tool_calls": [call("mcp__srv__do_thing_1a2b3c4d", "{}"), call("Read", "{}", "c2")]},
+        finish_reason="tool_calls",
+    )
+    message = translate(data, tool_names={"mcp__srv__do_thing_1a2b3c4d": "mcp__srv__do.thing"})
+    assert [b["name"] for b in message["content"]] == ["mcp__srv__do.thing", "Read"]
+
+
+def test_reasoning_details_text_becomes_the_thinking_text() -> None:
+    details = [{"type": "reasoning.text", "text": "Let me see.", "signature": "sig"}]
+    message = translate(
+        completion({"content": "y", "reasoning_details": details}), stash_reasoning=True
+    )
+    assert message["content"][0]["thinking"] == "Let me see."
+    assert decode_signature(message["content"][0]["signature"]) == {
+        "r": "Let me see.",
+        "d": details,
+    }
+
+
+def test_encrypted_only_reasoning_details_are_stashed_in_an_empty_thinking_block() -> None:
+    details = [{"type": "reasoning.encrypted", "data": "gAAAAB…"}]
+    data = completion({"content": "y", "reasoning_details": details})
+    stashed = translate(data, stash_reasoning=True)
+    assert stashed["content"][0]["thinking"] == ""
+    assert decode_signature(stashed["content"][0]["signature"]) == {"r": "", "d": details}
+    assert [b["type"] for b in translate(data)["content"]] == ["text"]  # nothing to keep

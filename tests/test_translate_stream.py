@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from claude_code_proxy.translate.reasoning import decode_signature
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.stream import StreamTranslator
+from claude_code_proxy.translate.tool_args import parse_arguments
 from sse_validator import ValidatedStream, parse_sse, validate_anthropic_stream
 
 
@@ -141,12 +143,27 @@ def test_vllm_and_ollama_reasoning_field() -> None:
     assert stream.text == "answer"
 
 
+def partials(events: list[dict[str, Any]]) -> list[str]:
+    return [
+        e["delta"]["partial_json"]
+        for e in events
+        if e["type"] == "content_block_delta" and e["delta"]["type"] == "input_json_delta"
+    ]
+
+
 def test_tool_arguments_stream_incrementally() -> None:
+    # Fragments go out as they come, up to the last point that can still be closed: a
+    # dangling key waits for its value, a string value streams character by character.
     translator = StreamTranslator(model="m")
     translator.start()
     out = translator.feed(delta(tool_calls=[call(0, id="c", name="Bash", args='{"comm')]))
-    partials = [e["delta"]["partial_json"] for e in out if e["type"] == "content_block_delta"]
-    assert partials == ['{"comm']
+    assert partials(out) == ["{"]
+    out = translator.feed(delta(tool_calls=[call(0, args='and": "ls -')]))
+    assert partials(out) == ['"command": "ls -']
+    out = translator.feed(delta(tool_calls=[call(0, args='la", "timeout": 12')]))
+    assert partials(out) == ['la", "timeout": 12']
+    out = translator.feed(delta(tool_calls=[call(0, args="0}")]))
+    assert partials(out) == ["0}"]
 
 
 def test_arguments_arriving_before_the_name_are_kept() -> None:
@@ -474,3 +491,394 @@ def test_glued_different_objects_become_separate_calls() -> None:
     )
     assert [t["input"] for t in stream.tool_uses] == [{"file_path": "/a"}, {"file_path": "/b"}]
     assert all(t["name"] == "Read" for t in stream.tool_uses)
+
+
+# ------------------------------------------------------------ tool arguments (F.5)
+
+
+def tool_inputs(stream: ValidatedStream) -> list[dict[str, Any]]:
+    """Each tool_use's concatenated partial_json, parsed as a client would at block stop."""
+    return [
+        json.loads(stream.tool_input_json[index] or "{}")
+        for index, block in enumerate(stream.content)
+        if block["type"] == "tool_use"
+    ]
+
+
+def sdk_accumulate(raw: bytes) -> Any:
+    """Replay the stream through the official SDK accumulator, which re-parses every
+    input_json_delta buffer as partial JSON and raises on anything that is not a prefix."""
+    streaming = pytest.importorskip("anthropic.lib.streaming._messages")
+    snapshot: Any = None
+    buffers: dict[int, bytes] = {}
+    for name, data in parse_sse(raw):
+        if name in ("ping", "error"):
+            continue
+        snapshot = streaming.accumulate_event(
+            event=data, current_snapshot=snapshot, json_bufs=buffers
+        )
+    return snapshot
+
+
+def fragments(text: str, size: int) -> list[dict[str, Any]]:
+    return [delta(tool_calls=[call(0, args=text[i : i + size])]) for i in range(0, len(text), size)]
+
+
+def tool_stream(args: str, size: int, reason: str = "tool_calls") -> bytes:
+    head = delta(tool_calls=[call(0, id="call_1", name="Edit", args="")])
+    return run([head, *fragments(args, size), finish(reason)])[1]
+
+
+WEAK_ARGUMENTS = [
+    ('{"a": 1,}', {"a": 1}),  # trailing comma
+    ('{"a": 1 "b": 2}', {"a": 1, "b": 2}),  # missing comma
+    ('{"c": "line1\nline2"}', {"c": "line1\nline2"}),  # raw newline inside a string
+    ('{"a": 1, "b": tru e}', {"a": 1, "b": "tru e"}),
+    ('{"a":}', {"a": ""}),
+    ("{,}", {}),
+    ('{"a": nul}', {"a": "nul"}),
+    ('{"a": 01}', {"a": 1}),
+    ('{"a": "\\q"}', {"a": "\\q"}),  # an escape JSON does not have
+    ('{"path": "/x", "flag": True, "n": None}', {"path": "/x", "flag": True, "n": None}),
+]
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000])
+@pytest.mark.parametrize(("args", "expected"), WEAK_ARGUMENTS)
+def test_weak_model_arguments_never_reach_the_client_as_invalid_json(
+    args: str, expected: dict[str, Any], size: int
+) -> None:
+    raw = tool_stream(args, size)
+    stream = validate_anthropic_stream(raw, expect_error=False)
+    assert tool_inputs(stream) == [expected]
+    assert expected == parse_arguments(args)  # the same repair as the non-stream path
+    snapshot = sdk_accumulate(raw)
+    assert snapshot.content[0].input == expected
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 1000])
+def test_valid_arguments_split_anywhere_stream_unchanged(size: int) -> None:
+    args = json.dumps(
+        {"a": 'x{y}[z]"q\\\\ \u00e9 \\ud83d', "b": [1, -2.5e3, 0, True, None], "c": {"d": {}}}
+    )
+    raw = tool_stream(args, size)
+    stream = validate_anthropic_stream(raw)
+    assert "".join(stream.tool_input_json.values()) == args  # nothing rewritten
+    assert tool_inputs(stream) == [json.loads(args)]
+    sdk_accumulate(raw)
+
+
+def test_later_fragments_of_an_invalid_call_are_kept() -> None:
+    raw = tool_stream('{"a": 1 "b": 2, "c": [3, 4], "d": "e"}', 4)
+    stream = validate_anthropic_stream(raw)
+    assert tool_inputs(stream) == [{"a": 1, "b": 2, "c": [3, 4], "d": "e"}]
+
+
+def test_repaired_value_that_already_streamed_is_replaced() -> None:
+    # "line1" went out before the raw newline: the repair repeats the key with the right value
+    # (the last duplicate wins in JSON.parse, jiter and Python alike).
+    raw = tool_stream('{"old": "x", "new": "line1\nline2", "n": 2}', 1)
+    stream = validate_anthropic_stream(raw)
+    assert tool_inputs(stream) == [{"old": "x", "new": "line1\nline2", "n": 2}]
+    assert sdk_accumulate(raw).content[0].input == {"old": "x", "new": "line1\nline2", "n": 2}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ('{"x":', {}),
+        ('{"x": ', {}),
+        ('{"x": 1,', {"x": 1}),
+        ('{"x"', {}),
+        ('{"x', {}),
+        ('{"y": 2, "x": tr', {"y": 2}),
+        ('{"x": -', {}),
+        ('{"a": [1,', {"a": [1]}),
+        ('{"a": {"b"', {"a": {}}),
+        ('{"a": "x\\', {"a": "x"}),
+        ('{"a": "\\u00', {"a": ""}),
+    ],
+)
+def test_cut_off_arguments_close_into_valid_json(args: str, expected: dict[str, Any]) -> None:
+    # The upstream stopped mid-call without finish_reason "length": what went out is closed;
+    # a dangling key, comma or half literal was never sent, so it is simply not there.
+    for size in (1, len(args)):
+        raw = tool_stream(args, size, reason="stop")
+        stream = validate_anthropic_stream(raw)
+        assert tool_inputs(stream) == [expected]
+
+
+@pytest.mark.parametrize("args", ['{"path": "/a", "content": "par', '{"x":', '{"x": 1 "y'])
+def test_arguments_cut_by_max_tokens_stay_a_valid_prefix(args: str) -> None:
+    raw = tool_stream(args, 2, reason="length")
+    events = parse_sse(raw)
+    assert events[-2][1]["delta"]["stop_reason"] == "max_tokens"
+    sent = "".join(partials([data for _, data in events]))
+    assert args.startswith(sent)
+    snapshot = sdk_accumulate(raw)  # the SDK's partial parser accepts the prefix
+    assert snapshot.stop_reason == "max_tokens"
+
+
+def test_cumulative_argument_snapshots_take_only_the_new_part() -> None:
+    stream = validated(
+        [
+            delta(tool_calls=[call(0, id="a", name="f", args='{"x":')]),
+            delta(tool_calls=[call(0, args='{"x":1')]),
+            delta(tool_calls=[call(0, args='{"x":1, "y": "a')]),
+            delta(tool_calls=[call(0, args='{"x":1, "y": "ab"}')]),
+            delta(tool_calls=[call(0, args='{"x":1, "y": "ab"}')]),
+            finish("tool_calls"),
+        ]
+    )
+    assert tool_inputs(stream) == [{"x": 1, "y": "ab"}]
+
+
+@pytest.mark.parametrize(
+    "trailing",
+    [
+        call(0, name="f", args=""),  # name repeated, no id
+        call(0, id="a", name="f", args=""),  # same id and name
+        call(0, id="a", name="f"),
+        call(None, name="f"),  # Gemini's metadata-only delta
+    ],
+)
+def test_a_trailing_fragment_repeating_the_name_opens_no_phantom_call(
+    trailing: dict[str, Any],
+) -> None:
+    stream = validated(
+        [
+            delta(tool_calls=[call(0, id="a", name="f", args='{"x":')]),
+            delta(tool_calls=[call(0, name="f", args="1}")]),
+            delta(tool_calls=[trailing]),
+            finish("tool_calls"),
+        ]
+    )
+    assert tool_inputs(stream) == [{"x": 1}]
+
+
+def test_gemini_parallel_calls_on_index_0_without_ids() -> None:
+    stream = validated(
+        [
+            delta(tool_calls=[call(0, name="Read", args='{"file_path": "/a"}')]),
+            delta(tool_calls=[call(0, name="Read", args='{"file_path": "/b"}')]),
+            delta(tool_calls=[call(0, name="Glob", args='{"pattern": "*"}')]),
+            delta(tool_calls=[call(0, name="Glob")]),
+            finish("stop"),
+        ]
+    )
+    assert [t["name"] for t in stream.tool_uses] == ["Read", "Read", "Glob"]
+    assert tool_inputs(stream) == [{"file_path": "/a"}, {"file_path": "/b"}, {"pattern": "*"}]
+
+
+@pytest.mark.parametrize("field", ["content", "reasoning_content"])
+def test_text_or_reasoning_during_a_call_waits_for_its_arguments(field: str) -> None:
+    stream = validated(
+        [
+            delta(tool_calls=[call(0, id="a", name="f", args='{"x":')]),
+            delta(**{field: "meanwhile"}),
+            delta(tool_calls=[call(0, args=' 1, "y"')]),
+            delta(tool_calls=[call(0, args=": 2}")]),
+            delta(tool_calls=[call(1, id="b", name="g", args="{}")]),
+            finish("tool_calls"),
+        ]
+    )
+    kinds = [b["type"] for b in stream.content]
+    assert kinds == ["tool_use", "text" if field == "content" else "thinking", "tool_use"]
+    assert tool_inputs(stream) == [{"x": 1, "y": 2}, {}]
+    assert "meanwhile" in (stream.text or stream.thinking)
+
+
+def test_text_held_for_an_unfinished_call_comes_out_at_finish() -> None:
+    stream = validated(
+        [
+            delta(tool_calls=[call(0, id="a", name="f", args='{"x": "a')]),
+            delta(content="later"),
+            finish("stop"),
+        ]
+    )
+    assert [b["type"] for b in stream.content] == ["tool_use", "text"]
+    assert tool_inputs(stream) == [{"x": "a"}]
+    assert stream.text == "later"
+
+
+def test_another_object_after_a_closed_call_becomes_a_new_call() -> None:
+    stream = validated(
+        [
+            delta(tool_calls=[call(0, id="a", name="Read", args='{"file_path": "/a"}')]),
+            delta(content="and"),
+            delta(tool_calls=[call(0, args='{"file_path": "/b"}')]),
+            delta(tool_calls=[call(0, args='{"file_path": "/a"}')]),  # a repeat: dropped
+            finish("tool_calls"),
+        ]
+    )
+    assert [b["type"] for b in stream.content] == ["tool_use", "text", "tool_use"]
+    assert tool_inputs(stream) == [{"file_path": "/a"}, {"file_path": "/b"}]
+
+
+def test_legacy_function_call_deltas_are_tool_call_0() -> None:
+    stream = validated(
+        [
+            delta(function_call={"name": "get_weather", "arguments": ""}),
+            delta(function_call={"arguments": '{"city": '}),
+            delta(function_call={"arguments": '"Oslo"}'}),
+            finish("function_call"),
+        ]
+    )
+    assert [t["name"] for t in stream.tool_uses] == ["get_weather"]
+    assert tool_inputs(stream) == [{"city": "Oslo"}]
+    assert stream.stop_reason == "tool_use"
+
+
+def test_client_tool_names_are_restored() -> None:
+    renamed = {"mcp__srv__do_thing_1a2b3c4d": "mcp__srv__do.thing"}
+    _, raw = run(
+        [
+            delta(tool_calls=[call(0, id="a", name="mcp__srv__do_thing_1a2b3c4d", args="{}")]),
+            delta(tool_calls=[call(1, id="b", name="Read", args="{}")]),
+            finish("tool_calls"),
+        ],
+        tool_names=renamed,
+    )
+    stream = validate_anthropic_stream(raw)
+    assert [t["name"] for t in stream.tool_uses] == ["mcp__srv__do.thing", "Read"]
+
+
+# ----------------------------------------------------------- reasoning and tags
+
+
+def test_encrypted_only_reasoning_details_keep_their_stash() -> None:
+    encrypted = {"type": "reasoning.encrypted", "data": "gAAAAB…", "id": "rs_1", "index": 0}
+    _, raw = run(
+        [delta(reasoning_details=[encrypted]), delta(content="answer"), finish()],
+        stash_reasoning=True,
+    )
+    stream = validate_anthropic_stream(raw)
+    assert [b["type"] for b in stream.content] == ["thinking", "text"]
+    assert stream.content[0]["thinking"] == ""
+    assert decode_signature(stream.content[0]["signature"]) == {"r": "", "d": [encrypted]}
+
+
+def test_encrypted_reasoning_details_without_stash_add_no_block() -> None:
+    encrypted = {"type": "reasoning.encrypted", "data": "gAAAAB…"}
+    stream = validated([delta(reasoning_details=[encrypted]), delta(content="a"), finish()])
+    assert [b["type"] for b in stream.content] == ["text"]
+
+
+def test_gemini_thought_signature_precedes_its_tool_use() -> None:
+    first = call(None, id="function-call-1", name="Read", args='{"file_path": "/a"}')
+    first["extra_content"] = {"google": {"thought_signature": "CiQBVKhc…"}}
+    second = call(None, id="function-call-2", name="Read", args='{"file_path": "/b"}')
+    stream = validated(
+        [delta(content="Reading."), delta(tool_calls=[first]), delta(tool_calls=[second]), finish()]
+    )
+    assert [b["type"] for b in stream.content] == ["text", "thinking", "tool_use", "tool_use"]
+    block = stream.content[1]
+    assert block["thinking"] == ""
+    assert decode_signature(block["signature"]) == {"r": "", "g": "CiQBVKhc…"}
+    assert tool_inputs(stream) == [{"file_path": "/a"}, {"file_path": "/b"}]
+
+
+def test_no_signature_block_without_a_thought_signature() -> None:
+    plain = call(0, id="c", name="Read", args="{}")
+    plain["extra_content"] = {"google": {}}
+    stream = validated([delta(tool_calls=[plain]), finish()])
+    assert [b["type"] for b in stream.content] == ["tool_use"]
+
+
+def test_held_close_tag_prefix_is_flushed_before_a_tool_block() -> None:
+    _, raw = run(
+        [
+            delta(content="<think>abc</th"),
+            delta(tool_calls=[call(0, id="c", name="f", args='{"a": 1}')]),
+            finish("tool_calls"),
+        ],
+        think_tags=True,
+    )
+    stream = validate_anthropic_stream(raw)
+    assert [b["type"] for b in stream.content] == ["thinking", "tool_use"]
+    assert stream.thinking == "abc</th"
+
+
+def test_held_open_tag_prefix_is_flushed_as_text_before_a_tool_block() -> None:
+    _, raw = run(
+        [delta(content="<thi"), delta(tool_calls=[call(0, id="c", name="f", args="{}")]), finish()],
+        think_tags=True,
+    )
+    stream = validate_anthropic_stream(raw)
+    assert [b["type"] for b in stream.content] == ["text", "tool_use"]
+    assert stream.text == "<thi"
+
+
+# --------------------------------------------------------------- usage, choices
+
+
+def test_reasoning_tokens_are_reported_as_thinking_tokens() -> None:
+    tail = usage(10, 40)
+    tail["usage"]["completion_tokens_details"] = {"reasoning_tokens": 31}
+    stream = validated([delta(content="x"), finish(), tail])
+    assert stream.usage["output_tokens"] == 40
+    delta_usage = next(d for n, d in stream.events if n == "message_delta")["usage"]
+    assert delta_usage["output_tokens_details"] == {"thinking_tokens": 31}
+
+
+def test_no_thinking_tokens_field_unless_reported() -> None:
+    stream = validated([delta(content="x"), finish(), usage(10, 4)])
+    delta_usage = next(d for n, d in stream.events if n == "message_delta")["usage"]
+    assert "output_tokens_details" not in delta_usage
+
+
+def test_only_choice_index_0_is_translated() -> None:
+    both = {
+        "choices": [
+            {"index": 1, "delta": {"content": "B"}, "finish_reason": None},
+            {"index": 0, "delta": {"content": "A"}, "finish_reason": None},
+        ]
+    }
+    other = {"choices": [{"index": 1, "delta": {}, "finish_reason": "stop"}]}
+    stream = validated([both, other, delta(content="A2"), finish()])
+    assert stream.text == "AA2"
+
+
+def test_content_given_as_a_list_of_parts() -> None:
+    parts = [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}]
+    stream = validated([delta(content=parts), delta(content=[]), finish()])
+    assert stream.text == "hello"
+
+
+# ------------------------------------------------------------ mid-stream errors
+
+
+@pytest.mark.parametrize(
+    ("error", "error_type"),
+    [
+        ({"code": 429, "message": "Rate limited upstream"}, "rate_limit_error"),
+        ({"code": "rate_limit_exceeded", "message": "slow down"}, "rate_limit_error"),
+        ({"code": 503, "message": "no provider"}, "overloaded_error"),
+        ({"code": 529, "message": "busy"}, "overloaded_error"),
+        ({"code": 502, "message": "Provider returned error"}, "api_error"),
+        ({"code": 400, "message": "bad"}, "invalid_request_error"),
+        ({"code": 401, "message": "key revoked"}, "authentication_error"),
+        ({"status": "RESOURCE_EXHAUSTED", "message": "quota"}, "rate_limit_error"),
+        ({"message": "no code at all"}, "api_error"),
+        ("a bare string", "api_error"),
+    ],
+)
+def test_error_chunks_are_mapped_by_their_code(error: Any, error_type: str) -> None:
+    chunk = {"error": error, "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}]}
+    _, raw = run([delta(content="partial"), chunk], end=False)
+    stream = validate_anthropic_stream(raw, expect_error=True)
+    assert stream.error is not None
+    assert stream.error["type"] == error_type
+
+
+def test_context_overflow_error_chunk_uses_anthropic_wording() -> None:
+    message = (
+        "This endpoint's maximum context length is 163840 tokens. However, you requested "
+        "about 200000 tokens (190000 of text input, 10000 in the output)."
+    )
+    _, raw = run([{"error": {"code": 400, "message": message}}], end=False)
+    stream = validate_anthropic_stream(raw, expect_error=True)
+    assert stream.error == {
+        "type": "invalid_request_error",
+        "message": "prompt is too long: 190000 tokens > 163840 maximum",
+    }

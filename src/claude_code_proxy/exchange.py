@@ -23,7 +23,7 @@ from claude_code_proxy.config import Settings
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.providers import Profile
-from claude_code_proxy.translate.errors import ProxyError, redact_secrets
+from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
 from claude_code_proxy.translate.request import TranslatedRequest
 from claude_code_proxy.translate.response import message_to_events, translate_completion
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
@@ -135,11 +135,14 @@ class Exchange:
             ) from None
         if not isinstance(completion, dict):
             raise ProxyError(502, "api_error", "upstream returned JSON that is not an object")
-        if completion.get("error") and not completion.get("choices"):
-            error = completion["error"]
-            message = error.get("message") if isinstance(error, dict) else error
-            text = redact_secrets(f"upstream error: {message}", (self.key,))
-            raise ProxyError(502, "api_error", text)
+        if completion.get("error"):
+            # A 2xx body that reports a failure, with or without choices (OpenRouter).
+            error = embedded_error(
+                completion["error"],
+                prompt_tokens=self.translated.estimated_input_tokens or None,
+            )
+            error.message = redact_secrets(error.message, (self.key,))
+            raise error
         return translate_completion(
             completion,
             client_model=self.translated.client_model,
@@ -147,6 +150,7 @@ class Exchange:
             fallback_input_tokens=self.translated.estimated_input_tokens,
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
+            tool_names=self.translated.tool_names,
         )
 
     # ------------------------------------------------------------------ streaming
@@ -198,6 +202,7 @@ class Exchange:
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
             secrets=(self.key,),
+            tool_names=self.translated.tool_names,
         )
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None

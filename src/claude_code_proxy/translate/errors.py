@@ -58,7 +58,8 @@ _EXCEEDED_BY = re.compile(r"exceeded max context length by (\d+) tokens")
 _OVERFLOW_PATTERNS = (
     re.compile(r"maximum context length is (\d+) tokens.*?request has (\d+) input tokens", re.S),
     re.compile(
-        r"maximum context length is (\d+) tokens.*?(?:requested|resulted in) (\d+) tokens", re.S
+        r"maximum context length is (\d+) tokens.*?(?:requested|resulted in) (?:about )?(\d+) tokens",
+        re.S,
     ),
     re.compile(r"context length is only (\d+) tokens.*?(\d+)", re.S),
     re.compile(r"requested (\d+) tokens.*?context (?:length|window|size)[^0-9]*(\d+)", re.S),
@@ -68,16 +69,27 @@ _OVERFLOW_PATTERNS = (
         re.S,
     ),
 )
+# Wordings that name a context overflow by themselves.
 _OVERFLOW_HINTS = (
     "context_length_exceeded",
-    "maximum context length",
-    "context length",
-    "context window",
-    "context size",
-    "too many tokens",
     "prompt is too long",
     "input is too long",
     "exceeds the context",
+    "exceeds maximum context",
+    "exceeds the maximum context",
+    "exceeded max context",
+)
+# Wordings that mention the context but may be about something else ("max_tokens must be less
+# than the context length"): they count only with a word saying the input is too big.
+_CONTEXT_WORDS = ("context length", "context window", "context size", "too many tokens")
+_TOO_BIG = re.compile(
+    r"exceed|too long|too large|too many|reduce the length|resulted in|you requested|input tokens"
+)
+# "(100000 in the messages, 32000 in the completion)" (OpenAI, vLLM, DeepSeek; older OpenAI
+# adds "N in the functions, and"), OpenRouter "(150000 of text input, 20000 in the output)".
+_SPLIT_REQUEST = re.compile(
+    r"\((\d+) (?:in the messages|of text input), (?:(\d+) in the functions, )?(?:and )?"
+    r"(\d+) in the (?:completion|output)\)"
 )
 
 
@@ -119,6 +131,33 @@ def upstream_error_message(body: bytes, status: int) -> tuple[str, str | None]:
     return (text[:500] or f"upstream returned HTTP {status}"), None
 
 
+def is_context_overflow(message: str, code: str | None) -> bool:
+    """Whether an upstream error says the request does not fit the model's context."""
+    if code in ("context_length_exceeded", "exceed_context_size_error"):
+        return True
+    lowered = message.lower()
+    if any(hint in lowered for hint in _OVERFLOW_HINTS):
+        return True
+    return any(word in lowered for word in _CONTEXT_WORDS) and _TOO_BIG.search(lowered) is not None
+
+
+def _input_and_output(used: int, wanted: int, limit: int) -> str:
+    return (
+        f"input length and `max_tokens` exceed context limit: {used} + {wanted} > "
+        f"{limit}, decrease input length or `max_tokens` and try again"
+    )
+
+
+def split_request(message: str) -> tuple[int, int, int] | None:
+    """(input, max_tokens, limit) when an overflow message splits the request in two parts."""
+    split = _SPLIT_REQUEST.search(message)
+    limit = re.search(r"context length is (\d+)", message)
+    if split is None or limit is None:
+        return None
+    used = int(split.group(1)) + int(split.group(2) or 0)
+    return used, int(split.group(3)), int(limit.group(1))
+
+
 def context_overflow_message(
     message: str,
     code: str | None,
@@ -128,11 +167,10 @@ def context_overflow_message(
     """Rewrite any provider's context-overflow error into Anthropic's wording.
 
     `counts` are (prompt tokens, context size) when the body states them in fields
-    (llama.cpp's `n_prompt_tokens` / `n_ctx`).
+    (llama.cpp's `n_prompt_tokens` / `n_ctx`). When the input fits and only `max_tokens`
+    overflows, the second A.13 form tells Claude Code to lower `max_tokens`, not compact.
     """
-    lowered = message.lower()
-    overflow_code = code in ("context_length_exceeded", "exceed_context_size_error")
-    if not overflow_code and not any(h in lowered for h in _OVERFLOW_HINTS):
+    if not is_context_overflow(message, code):
         return None
     if counts is not None:
         return f"prompt is too long: {counts[0]} tokens > {counts[1]} maximum"
@@ -140,10 +178,13 @@ def context_overflow_message(
     if remaining:
         wanted, limit, used = (int(g) for g in remaining.groups())
         if used < limit:
-            return (
-                f"input length and `max_tokens` exceed context limit: {used} + {wanted} > "
-                f"{limit}, decrease input length or `max_tokens` and try again"
-            )
+            return _input_and_output(used, wanted, limit)
+    split = split_request(message)
+    if split is not None:
+        used, wanted, limit = split
+        if used < limit:
+            return _input_and_output(used, wanted, limit)
+        return f"prompt is too long: {used} tokens > {limit} maximum"
     excess = _EXCEEDED_BY.search(message)
     if excess:
         # Ollama states only the excess: anchor it on our own estimate of the prompt.
@@ -182,6 +223,60 @@ def map_upstream_error(
         if retry_after is not None:
             out_headers["retry-after"] = str(retry_after)
     return ProxyError(out_status, error_type, f"upstream error ({status}): {message}", out_headers)
+
+
+# String codes and statuses that upstreams put in an error object instead of an HTTP status.
+_CODE_STATUS = {
+    "invalid_request_error": 400,
+    "invalid_argument": 400,
+    "context_length_exceeded": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "unauthenticated": 401,
+    "permission_error": 403,
+    "permission_denied": 403,
+    "not_found_error": 404,
+    "not_found": 404,
+    "model_not_found": 404,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "resource_exhausted": 429,
+    "server_error": 500,
+    "internal_error": 500,
+    "internal": 500,
+    "api_error": 500,
+    "unavailable": 503,
+    "overloaded_error": 529,
+    "deadline_exceeded": 504,
+    "timeout": 504,
+}
+
+
+def error_status(error: Any) -> int | None:
+    """The HTTP status an error object stands for: its `code` or `status`, number or name."""
+    if not isinstance(error, dict):
+        return None
+    for key in ("code", "status", "type"):
+        value = error.get(key)
+        if isinstance(value, str):
+            value = int(value) if value.isdigit() else _CODE_STATUS.get(value.lower())
+        if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+            return value
+    return None
+
+
+def embedded_error(error: Any, *, prompt_tokens: int | None = None) -> ProxyError:
+    """An `error` inside a 2xx body or stream chunk (OpenRouter, vLLM) as an Anthropic error.
+
+    Mapped by the error's own code like an HTTP error; an upstream failure (502 api_error)
+    when it names none.
+    """
+    status = error_status(error) or 502
+    try:
+        body = orjson.dumps({"error": error})
+    except TypeError:
+        body = orjson.dumps({"error": str(error)})
+    return map_upstream_error(status, body, {}, prompt_tokens=prompt_tokens)
 
 
 def _context_counts(body: bytes) -> tuple[int, int] | None:

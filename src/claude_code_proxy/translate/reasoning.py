@@ -55,11 +55,17 @@ def supported_effort(effort: str, supported: Sequence[str]) -> str | None:
     return lower[-1] if lower else supported[0]
 
 
-def encode_signature(reasoning: str, details: Any = None) -> str:
-    """Stash upstream reasoning state in the thinking signature Claude Code echoes back."""
+def encode_signature(reasoning: str, details: Any = None, *, google: str | None = None) -> str:
+    """Stash upstream reasoning state in the thinking signature Claude Code echoes back.
+
+    `google` is a Gemini thought signature: the request side re-attaches it to the tool call
+    that follows the thinking block.
+    """
     state: dict[str, Any] = {"r": reasoning}
     if details:
         state["d"] = details
+    if google:
+        state["g"] = google
     packed = zlib.compress(orjson.dumps(state), 6)
     return SIGNATURE_PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
 

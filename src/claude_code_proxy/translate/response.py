@@ -6,13 +6,14 @@ from typing import Any
 
 import orjson
 
+from claude_code_proxy.translate.errors import ProxyError
 from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
 from claude_code_proxy.translate.reasoning import (
     PLAIN_SIGNATURE,
     encode_signature,
     split_think_tags,
 )
-from claude_code_proxy.translate.tool_args import parse_arguments, split_objects
+from claude_code_proxy.translate.tool_args import dump_json, parse_arguments, split_objects
 from claude_code_proxy.translate.usage import anthropic_usage
 
 
@@ -45,6 +46,38 @@ def reasoning_text(message: dict[str, Any]) -> str:
     return ""
 
 
+def first_choice(choices: list[Any]) -> dict[str, Any] | None:
+    """The choice with index 0 (or none given): the proxy asks for one, others are ignored."""
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index") in (0, None):
+            return choice
+    return None
+
+
+def thought_signature(call: Any) -> str | None:
+    """Gemini 3's `extra_content.google.thought_signature` on a tool call, if any."""
+    extra = call.get("extra_content") if isinstance(call, dict) else None
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
+def signature_block(google: str) -> dict[str, Any]:
+    """An empty thinking block carrying a Gemini thought signature for the call after it."""
+    return {"type": "thinking", "thinking": "", "signature": encode_signature("", google=google)}
+
+
+def details_text(details: list[Any]) -> str:
+    """The readable part of OpenRouter `reasoning_details` (text and summary items)."""
+    parts = []
+    for detail in details:
+        if isinstance(detail, dict):
+            text = detail.get("text") or detail.get("summary")
+            if isinstance(text, str):
+                parts.append(text)
+    return "".join(parts)
+
+
 def content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -66,15 +99,24 @@ def translate_completion(
     fallback_input_tokens: int = 0,
     think_tags: bool = False,
     stash_reasoning: bool = False,
+    tool_names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A non-streaming OpenAI response as an Anthropic `Message`."""
+    """A non-streaming OpenAI response as an Anthropic `Message`.
+
+    Raises ProxyError (502 api_error) when the upstream answered 2xx without a result: no
+    choices, or a generation that ended in `error` / `abort`.
+    """
     choices = completion.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices else {}
-    if not isinstance(choice, dict):
-        choice = {}
+    choice = first_choice(choices) if isinstance(choices, list) else None
+    if choice is None:
+        raise ProxyError(502, "api_error", "upstream returned no choices")
+    finish = choice.get("finish_reason")
+    if finish in ("error", "abort"):
+        raise ProxyError(502, "api_error", f"upstream ended the generation ({finish})")
     message = choice.get("message")
     if not isinstance(message, dict):
         message = {}
+    names = tool_names or {}
 
     content: list[dict[str, Any]] = []
     thinking = reasoning_text(message)
@@ -83,7 +125,9 @@ def translate_completion(
         thinking, text = split_think_tags(text)
     details = message.get("reasoning_details")
     details = details if isinstance(details, list) and details else None
-    if thinking or details:
+    if details and not thinking:
+        thinking = details_text(details)
+    if thinking or (details and stash_reasoning):
         signature = encode_signature(thinking, details) if stash_reasoning else PLAIN_SIGNATURE
         block = {"type": "thinking", "thinking": thinking, "signature": signature}
         content.append(block)
@@ -96,6 +140,7 @@ def translate_completion(
     if not isinstance(calls, list):
         legacy = message.get("function_call")
         calls = [{"function": legacy}] if isinstance(legacy, dict) else []
+    chars = len(thinking) + len(text)
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
@@ -103,7 +148,13 @@ def translate_completion(
         name = function.get("name")
         if not isinstance(name, str) or not name:
             continue
+        name = names.get(name, name)
+        google = thought_signature(call)
+        if google:
+            content.append(signature_block(google))
         arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            chars += len(arguments)
         several = split_objects(arguments) if isinstance(arguments, str) else None
         if several:
             # A weak model glued several calls into one: give each its own tool_use.
@@ -117,6 +168,8 @@ def translate_completion(
             if isinstance(arguments, dict)
             else parse_arguments(arguments if isinstance(arguments, str) else None)
         )
+        if isinstance(arguments, dict):
+            chars += len(dump_json(arguments))
         content.append(
             {"type": "tool_use", "id": new_tool_use_id(), "name": name, "input": tool_input}
         )
@@ -124,12 +177,14 @@ def translate_completion(
     saw_tool = any(block["type"] == "tool_use" for block in content)
     matched = choice.get("stop_reason", choice.get("matched_stop"))
     reason, sequence = stop_reason(
-        choice.get("finish_reason"),
+        finish,
         saw_tool_call=saw_tool,
         matched_stop=matched,
         stop_sequences=stop_sequences,
     )
     usage = anthropic_usage(completion.get("usage"), fallback_input=fallback_input_tokens)
+    if not usage["output_tokens"] and chars:
+        usage["output_tokens"] = max(1, chars // 4)  # not reported: estimate, as the stream does
     return {
         "id": message_id or new_message_id(),
         "type": "message",

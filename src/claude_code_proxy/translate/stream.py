@@ -1,10 +1,10 @@
 """OpenAI chat-completion chunks → Anthropic SSE events: an explicit state machine.
 
-Invariants (protocol.md A.9, A.10, F): `message_start` first; exactly one content block
-open at a time; indexes contiguous from 0; thinking ends with a `signature_delta`;
-tool input fragments always concatenate to a JSON object (or, when `max_tokens` cut
-the call, a prefix of one); `message_delta` carries cumulative usage and comes after
-the upstream's trailing usage chunk; `message_stop` last, or an `error` event instead.
+Invariants (protocol.md A.9, A.10, E.6, F): `message_start` first; exactly one content block
+open at a time; indexes contiguous from 0; thinking ends with a `signature_delta`; tool
+input fragments always concatenate to a JSON object (or, when `max_tokens` cut the call, a
+valid prefix of one); `message_delta` carries cumulative usage and comes after the upstream's
+trailing usage chunk; `message_stop` last, or an `error` event instead.
 """
 
 from __future__ import annotations
@@ -12,18 +12,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-
-from claude_code_proxy.translate.errors import redact_secrets
+from claude_code_proxy.translate.errors import embedded_error, redact_secrets
 from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
 from claude_code_proxy.translate.reasoning import (
     PLAIN_SIGNATURE,
     ThinkTagSplitter,
     encode_signature,
 )
-from claude_code_proxy.translate.response import stop_reason
+from claude_code_proxy.translate.response import (
+    content_text,
+    details_text,
+    first_choice,
+    stop_reason,
+    thought_signature,
+)
 from claude_code_proxy.translate.tool_args import (
     JsonPrefixScanner,
+    complete_prefix,
+    dump_json,
     parse_arguments,
     split_objects,
 )
@@ -39,37 +45,97 @@ TOOL = "tool_use"
 
 
 class _ToolCall:
-    """One upstream tool call, assembled from fragments keyed by index or id."""
+    """One upstream tool call, assembled from fragments keyed by index or id.
 
-    __slots__ = ("anthropic_id", "buffer", "emitted", "extra", "name", "scanner", "upstream_id")
+    Arguments go out only up to the scanner's safe point, so what was sent can always be
+    closed or extended into valid JSON, whatever arrives later.
+    """
+
+    __slots__ = (
+        "anthropic_id",
+        "chunks",
+        "closed",
+        "emitted",
+        "google",
+        "handled",
+        "name",
+        "pending",
+        "received",
+        "scanner",
+        "upstream_id",
+    )
 
     def __init__(self) -> None:
         self.upstream_id: str | None = None
         self.name: str | None = None
+        self.google: str | None = None  # Gemini's thought signature
         self.anthropic_id = new_tool_use_id()
         self.scanner = JsonPrefixScanner()
-        self.buffer = ""  # the part of the arguments that is a valid JSON-object prefix
-        self.extra: list[str] = []  # text after the object closed, or after it went invalid
+        self.chunks: list[str] = []  # every argument character received, in order
+        self.received = 0
+        self.pending: list[str] = []  # valid text not sent yet
         self.emitted = 0
+        self.closed = False  # its block was closed
+        self.handled = 0  # text up to here was sent or split into glued calls
+
+    def text(self) -> str:
+        chunks = self.chunks
+        if len(chunks) > 1:
+            self.chunks = chunks = ["".join(chunks)]
+        return chunks[0] if chunks else ""
+
+    def is_snapshot(self, text: str) -> bool:
+        """The fragment repeats everything received so far: a cumulative upstream."""
+        return 0 < self.received <= len(text) and text.startswith(self.text())
 
     def add(self, text: str) -> None:
+        if self.is_snapshot(text):
+            text = text[self.received :]  # only what is new
+            if not text:
+                return
+        self.chunks.append(text)
+        self.received += len(text)
         scanner = self.scanner
         if scanner.valid and not scanner.complete:
             used = scanner.feed(text)
-            self.buffer += text[:used] if used < len(text) else text
-            if used < len(text):
-                self.extra.append(text[used:])
-        else:
-            self.extra.append(text)
+            if used:
+                self.pending.append(text if used == len(text) else text[:used])
+
+    def take(self, upto: int) -> str:
+        """The valid text from what was sent to position `upto`, now counted as sent."""
+        count = upto - self.emitted
+        if count <= 0:
+            return ""
+        text = "".join(self.pending) if len(self.pending) > 1 else self.pending[0]
+        piece, rest = text[:count], text[count:]
+        self.pending = [rest] if rest else []
+        self.emitted = upto
+        return piece
 
     @property
     def done_receiving(self) -> bool:
-        return self.scanner.complete or not self.scanner.valid
+        """The object closed. An invalid call may still be receiving: it ends at finish."""
+        return self.scanner.complete
 
-    @property
-    def streamable(self) -> bool:
-        """Fragments go out as they arrive only while they form a valid object prefix."""
-        return self.scanner.valid
+    def continues(self, call_id: str | None, name: str | None, arguments: str) -> bool:
+        """Whether a fragment belongs to this call rather than starting a new one.
+
+        Gemini reuses index 0 (or sends none) for parallel calls, and some servers repeat the
+        name on later fragments: only a new id, a different name, or new arguments after a
+        finished object start a new call.
+        """
+        if call_id and self.upstream_id:
+            return call_id == self.upstream_id
+        if not name or self.name is None:
+            return True
+        if name != self.name:
+            return not self.received  # before any arguments it is ambiguous: keep the first
+        if not arguments.strip() or self.is_snapshot(arguments):
+            return True
+        if self.scanner.complete:
+            return False
+        # An invalid object goes on until a new one starts.
+        return self.scanner.valid or not arguments.lstrip().startswith("{")
 
 
 class StreamTranslator:
@@ -86,6 +152,7 @@ class StreamTranslator:
         think_tags: bool = False,
         stash_reasoning: bool = False,
         secrets: tuple[str, ...] = (),
+        tool_names: dict[str, str] | None = None,
     ) -> None:
         self.model = model
         self.message_id = message_id or new_message_id()
@@ -106,8 +173,10 @@ class StreamTranslator:
         self._calls_by_index: dict[int, _ToolCall] = {}
         self._last_call: _ToolCall | None = None
         self._queue: list[_ToolCall] = []
+        self._held: list[tuple[str, str]] = []  # text/reasoning that came mid-call
         self._saw_tool = False
         self._secrets = secrets
+        self._tool_names = tool_names or {}  # upstream name → the client's
         self._splitter = ThinkTagSplitter() if think_tags else None
         self._stash = stash_reasoning
         self._thought: list[str] = []
@@ -147,8 +216,8 @@ class StreamTranslator:
             return out
         error = chunk.get("error")
         if error:
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            return self.fail("api_error", f"upstream error: {message or error}")
+            failure = embedded_error(error, prompt_tokens=self.input_tokens or None)
+            return self.fail(failure.error_type, failure.message)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
@@ -156,35 +225,13 @@ class StreamTranslator:
         if not choices or not isinstance(choices, list):
             return out  # Azure content-filter results, the usage chunk, keep-alives
         choice = choices[0]
-        if not isinstance(choice, dict) or self.finish_reason is not None:
+        if not isinstance(choice, dict) or choice.get("index") not in (0, None):
+            choice = first_choice(choices)  # n > 1 or an odd order: find index 0
+        if choice is None or self.finish_reason is not None:
             return out
         delta = choice.get("delta") or choice.get("message") or {}
         if isinstance(delta, dict):
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            details = delta.get("reasoning_details")
-            if isinstance(details, list) and details:
-                self._details.extend(details)
-                if not reasoning:
-                    reasoning = "".join(
-                        d.get("text") or d.get("summary") or ""
-                        for d in details
-                        if isinstance(d, dict)
-                        and isinstance(d.get("text") or d.get("summary") or "", str)
-                    )
-            if isinstance(reasoning, str) and reasoning:
-                self._thinking(reasoning, out)
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                if self._splitter is None:
-                    self._text(content, out)
-                else:
-                    self._split_content(content, out)
-            refusal = delta.get("refusal")
-            if isinstance(refusal, str) and refusal:
-                self._text(refusal, out)
-            calls = delta.get("tool_calls")
-            if isinstance(calls, list) and calls:
-                self._tool_fragments(calls, out)
+            self._delta(delta, out)
         finish = choice.get("finish_reason")
         if finish:
             if finish in ("error", "abort"):
@@ -227,11 +274,77 @@ class StreamTranslator:
             return []
         out: list[Event] = []
         self._close_open(out, cut=False)
+        if self._held:
+            self._release_held(out)
+            self._close_open(out, cut=False)
         message = redact_secrets(message, self._secrets)
         out.append({"type": "error", "error": {"type": error_type, "message": message}})
         self.error_type = error_type
         self.ended = True
         return out
+
+    # ------------------------------------------------------------------- deltas
+
+    def _delta(self, delta: dict[str, Any], out: list[Event]) -> None:
+        # Truthiness first: most deltas carry one short string, and this runs per chunk.
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        details = delta.get("reasoning_details")
+        opaque = False  # reasoning state without text (OpenRouter's reasoning.encrypted)
+        if details and isinstance(details, list):
+            if self._stash:
+                self._details.extend(details)
+            if not reasoning:
+                reasoning = details_text(details)
+                opaque = self._stash and not reasoning
+        if (reasoning or opaque) and isinstance(reasoning, str):
+            self._flush_splitter(out)
+            self._deliver(THINKING, reasoning, out)
+        content = delta.get("content")
+        if content and not isinstance(content, str):
+            content = content_text(content)  # a list of parts
+        if content:
+            if self._splitter is None:
+                self._deliver(TEXT, content, out)
+            else:
+                self._split_content(content, out)
+        refusal = delta.get("refusal")
+        if refusal and isinstance(refusal, str):
+            self._deliver(TEXT, refusal, out)
+        calls = delta.get("tool_calls") or delta.get("function_call")
+        if calls:
+            if isinstance(calls, dict):  # the pre-tools API: one call, as index 0
+                calls = [{"index": 0, "function": calls}]
+            if isinstance(calls, list):
+                self._tool_fragments(calls, out)
+
+    def _deliver(self, kind: str, text: str, out: list[Event]) -> None:
+        """Text or reasoning from the upstream; held while a tool call is mid-arguments."""
+        call = self._open_call
+        if call is not None and not call.scanner.complete:
+            self._held.append((kind, text))  # closing the call now would cut its arguments
+        elif kind == TEXT:
+            self._text(text, out)
+        else:
+            self._thinking(text, out)
+
+    def _release_held(self, out: list[Event]) -> None:
+        held, self._held = self._held, []
+        for kind, text in held:
+            (self._thinking if kind == THINKING else self._text)(text, out)
+
+    def _split_content(self, content: str, out: list[Event]) -> None:
+        splitter = self._splitter
+        assert splitter is not None
+        for kind, piece in splitter.feed(content):
+            self._deliver(THINKING if kind == "thinking" else TEXT, piece, out)
+        if splitter.settled:
+            self._splitter = None  # plain text from here on: skip the splitter
+
+    def _flush_splitter(self, out: list[Event]) -> None:
+        """Release a `<think>` tag prefix held at a chunk boundary before another block."""
+        if self._splitter is not None:
+            for kind, piece in self._splitter.flush():
+                (self._thinking if kind == "thinking" else self._text)(piece, out)
 
     # ------------------------------------------------------------------- blocks
 
@@ -255,24 +368,18 @@ class StreamTranslator:
             delta = {"type": "signature_delta", "signature": signature}
             out.append({"type": "content_block_delta", "index": index, "delta": delta})
         elif kind == TOOL and self._open_call is not None:
-            self._finalize_arguments(self._open_call, index, out, cut=cut)
+            self._finalize_arguments(self._open_call, out, cut=cut)
         out.append({"type": "content_block_stop", "index": index})
         self._open = None
         self._open_call = None
 
-    def _split_content(self, content: str, out: list[Event]) -> None:
-        splitter = self._splitter
-        assert splitter is not None
-        for kind, piece in splitter.feed(content):
-            (self._thinking if kind == "thinking" else self._text)(piece, out)
-        if splitter.settled:
-            self._splitter = None  # plain text from here on: skip the splitter
-
     def _close_all(self, out: list[Event]) -> None:
-        if self._splitter is not None:
-            for kind, piece in self._splitter.flush():
-                (self._thinking if kind == "thinking" else self._text)(piece, out)
         cut = self.finish_reason == "length"
+        call = self._open_call
+        if call is not None and not call.done_receiving:
+            self._close_open(out, cut=cut)  # before the content that waited for it
+        self._release_held(out)
+        self._flush_splitter(out)
         self._close_open(out, cut=cut)
         while self._queue:
             call = self._queue.pop(0)
@@ -286,11 +393,14 @@ class StreamTranslator:
         if self._open != THINKING:
             self._close_open(out, cut=False)
             self._start_block(THINKING, {"type": "thinking", "thinking": "", "signature": ""}, out)
-        self.output_chars += len(text)
-        if self._stash:
-            self._thought.append(text)
-        delta = {"type": "thinking_delta", "thinking": text}
-        out.append({"type": "content_block_delta", "index": self._next_index - 1, "delta": delta})
+        if text:  # empty for reasoning that is only opaque state
+            self.output_chars += len(text)
+            if self._stash:
+                self._thought.append(text)
+            delta = {"type": "thinking_delta", "thinking": text}
+            out.append(
+                {"type": "content_block_delta", "index": self._next_index - 1, "delta": delta}
+            )
 
     def _text(self, text: str, out: list[Event]) -> None:
         if self._open != TEXT:
@@ -302,25 +412,14 @@ class StreamTranslator:
 
     # --------------------------------------------------------------- tool calls
 
-    def _find_call(self, index: Any, call_id: str | None, name: str | None) -> _ToolCall:
-        call: _ToolCall | None
-        if isinstance(index, int) and not isinstance(index, bool):
-            call = self._calls_by_index.get(index)
-            if call is not None and (
-                (call_id and call.upstream_id and call_id != call.upstream_id)
-                or (name and call.name and call.done_receiving)
-            ):
-                call = None  # Gemini reuses index 0 for parallel calls.
-        else:
-            call = self._last_call
-            if call is not None and (
-                (call_id and call.upstream_id and call_id != call.upstream_id)
-                or (name and call.name and call.done_receiving)
-            ):
-                call = None
-        if call is None:
+    def _find_call(
+        self, index: Any, call_id: str | None, name: str | None, arguments: str
+    ) -> _ToolCall:
+        keyed = isinstance(index, int) and not isinstance(index, bool)
+        call = self._calls_by_index.get(index) if keyed else self._last_call
+        if call is None or not call.continues(call_id, name, arguments):
             call = _ToolCall()
-            if isinstance(index, int):
+            if keyed:
                 self._calls_by_index[index] = call
             self._queue.append(call)
         self._last_call = call
@@ -335,25 +434,44 @@ class StreamTranslator:
                 function = {}
             call_id = fragment.get("id") if isinstance(fragment.get("id"), str) else None
             name = function.get("name") if isinstance(function.get("name"), str) else None
-            call = self._find_call(fragment.get("index"), call_id or None, name or None)
+            arguments = function.get("arguments")
+            if isinstance(arguments, dict):
+                arguments = dump_json(arguments)
+            if not isinstance(arguments, str):
+                arguments = ""
+            call = self._find_call(fragment.get("index"), call_id or None, name or None, arguments)
             if name and not call.name:
                 call.name = name
             if call_id and not call.upstream_id:
                 call.upstream_id = call_id
-            arguments = function.get("arguments")
-            if isinstance(arguments, dict):
-                arguments = orjson.dumps(arguments).decode()
-            if isinstance(arguments, str) and arguments:
+            if call.google is None:
+                call.google = thought_signature(fragment)
+            if arguments:
+                received = call.received
                 call.add(arguments)
-                self.output_chars += len(arguments)
+                self.output_chars += call.received - received
+                if call.closed:
+                    self._queue_glued(call)  # more objects after its block already closed
         self._pump(out)
 
     def _open_tool(self, call: _ToolCall, out: list[Event]) -> None:
+        self._flush_splitter(out)
         self._close_open(out, cut=False)
+        if call.google:
+            # Gemini 3 wants the signature back on this call: a thinking block carries it.
+            signature = encode_signature("", google=call.google)
+            index = self._start_block(
+                THINKING, {"type": "thinking", "thinking": "", "signature": ""}, out
+            )
+            delta = {"type": "signature_delta", "signature": signature}
+            out.append({"type": "content_block_delta", "index": index, "delta": delta})
+            out.append({"type": "content_block_stop", "index": index})
+            self._open = None
+        name = call.name or ""
         block: dict[str, Any] = {
             "type": "tool_use",
             "id": call.anthropic_id,
-            "name": call.name,
+            "name": self._tool_names.get(name, name),
             "input": {},
         }
         self._start_block(TOOL, block, out)
@@ -361,64 +479,78 @@ class StreamTranslator:
         self._saw_tool = True
 
     def _pump(self, out: list[Event]) -> None:
-        """Stream the open call's new fragments; open queued calls once it is done."""
+        """Stream the open call's new fragments; once it is done, what waited for it."""
         call = self._open_call
         if call is not None:
-            self._emit_arguments(call, out)
-        while self._queue:
-            following = self._queue[0]
-            if following.name is None or (call is not None and not call.done_receiving):
-                break
-            self._queue.pop(0)
+            self._send(call.take(call.scanner.safe), out)
+            if not call.done_receiving:
+                return
+            self._release_held(out)
+        while self._queue and self._queue[0].name is not None:
+            self._flush_splitter(out)
+            self._close_open(out, cut=False)  # may queue the objects glued to its call first
+            following = self._queue.pop(0)
             self._open_tool(following, out)
-            call = following
-            self._emit_arguments(call, out)
+            self._send(following.take(following.scanner.safe), out)
+            if not following.done_receiving:
+                break
 
-    def _emit_arguments(self, call: _ToolCall, out: list[Event]) -> None:
-        if call.streamable and call.emitted < len(call.buffer):
-            piece = call.buffer[call.emitted :]
-            call.emitted = len(call.buffer)
-            self._json_delta(piece, out)
+    def _send(self, piece: str, out: list[Event]) -> None:
+        if piece:
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            out.append(
+                {"type": "content_block_delta", "index": self._next_index - 1, "delta": delta}
+            )
 
-    def _json_delta(self, piece: str, out: list[Event]) -> None:
-        delta = {"type": "input_json_delta", "partial_json": piece}
-        out.append({"type": "content_block_delta", "index": self._next_index - 1, "delta": delta})
-
-    def _split_glued_calls(self, call: _ToolCall, extra: str) -> None:
-        """`{…}{…}` in one call: a repeat of the same object is dropped (some servers resend
-        the full arguments), a different object becomes a call of its own."""
-        objects = split_objects(call.buffer + extra)
-        if not objects:
-            logger.info("ignoring %d characters after a complete tool-call object", len(extra))
+    def _queue_glued(self, call: _ToolCall) -> None:
+        """`{…}{…}` in one call: a repeat of the object is dropped (some servers resend the
+        full arguments), a different object becomes a call of its own, queued next."""
+        text = call.text()
+        extra = text[call.handled :]
+        if not extra.strip():
+            call.handled = len(text)
             return
+        objects = split_objects(text[: call.scanner.pos] + extra)
+        if not objects:
+            if not extra.lstrip().startswith("{"):
+                logger.info("ignoring %d characters after a complete tool-call object", len(extra))
+                call.handled = len(text)
+            return  # maybe an object still arriving
+        call.handled = len(text)
         first, position = objects[0], 0
         for value in objects[1:]:
             if value == first:
                 continue
             glued = _ToolCall()
             glued.name = call.name
-            glued.add(orjson.dumps(value).decode())
+            glued.add(dump_json(value))
             self._queue.insert(position, glued)
             position += 1
 
-    def _finalize_arguments(
-        self, call: _ToolCall, index: int, out: list[Event], *, cut: bool
-    ) -> None:
+    def _finalize_arguments(self, call: _ToolCall, out: list[Event], *, cut: bool) -> None:
         scanner = call.scanner
-        extra = "".join(call.extra)
+        call.closed = True
+        if scanner.complete:
+            self._send(call.take(scanner.pos), out)
+            call.handled = scanner.pos
+            self._queue_glued(call)
+            return
         if scanner.valid:
-            self._emit_arguments(call, out)
-            if scanner.complete:
-                if extra.strip():
-                    self._split_glued_calls(call, extra)
-            elif scanner.started and not cut:
-                logger.warning("tool call %s arguments were cut off; closing the object", call.name)
-                self._json_delta(scanner.closing_suffix(), out)
+            if not scanner.started:
+                return  # nothing or whitespace: the input stays {}
+            if cut:
+                # max_tokens: a valid prefix of the object, as Anthropic leaves it.
+                self._send(call.take(scanner.pos), out)
+                return
+            logger.warning("tool call %s arguments were cut off; closing the object", call.name)
+            self._send(call.take(scanner.safe) + scanner.closing_suffix(), out)
             return
-        if call.emitted and call.buffer[: call.emitted].strip():
-            # Part of the object already went out: close what was valid and say so.
-            logger.warning("tool call %s arguments became invalid JSON mid-stream", call.name)
-            self._json_delta(call.buffer[call.emitted :] + scanner.closing_suffix(), out)
+        if cut and scanner.started:
+            self._send(call.take(scanner.pos), out)  # the valid prefix of what came
             return
-        repaired = parse_arguments(call.buffer + extra)
-        self._json_delta(orjson.dumps(repaired).decode(), out)
+        # Invalid JSON: repair all of it, then extend what already went out to match.
+        logger.warning("tool call %s arguments are not valid JSON; repairing them", call.name)
+        self._send(call.take(scanner.safe), out)
+        text = call.text()
+        closer = scanner.closing_suffix() if call.emitted else ""
+        self._send(complete_prefix(text[: call.emitted], closer, parse_arguments(text)), out)

@@ -77,81 +77,267 @@ def split_objects(text: str | None) -> list[dict[str, Any]] | None:
     return objects if len(objects) > 1 else None
 
 
-_STRING_SPECIAL = re.compile(r'["\\]')
-_STRUCTURAL = frozenset("{}[],: \t\r\n")
-_SCALAR_CHARS = frozenset("0123456789-+.eEtrufalsn")
+def dump_json(value: Any) -> str:
+    """Compact JSON text; the stdlib covers what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def complete_prefix(prefix: str, closer: str, target: dict[str, Any]) -> str:
+    """Text that, appended to an object prefix already streamed, makes it parse as `target`.
+
+    `prefix + closer` must parse (a scanner's safe prefix and closing suffix). Members the
+    prefix already holds with the right value stay; the others follow, so a member whose
+    streamed value was cut or wrong appears twice and the later one wins, as in every JSON
+    parser that matters here (JSON.parse, jiter, Python's json, orjson).
+    """
+    if not prefix.strip():
+        return dump_json(target)
+    try:
+        sent = json.loads(prefix + closer)
+    except ValueError:
+        sent = None
+    if not isinstance(sent, dict) or not closer.endswith("}"):  # not a safe, open prefix
+        logger.warning("could not extend streamed tool arguments; closing them as they are")
+        return closer
+    members = [
+        f"{dump_json(key)}:{dump_json(value)}"
+        for key, value in target.items()
+        if key not in sent or dump_json(sent[key]) != dump_json(value)  # 1 == True in Python
+    ]
+    stale = [key for key in sent if key not in target]
+    if stale:
+        logger.info("streamed tool arguments keep keys the repair dropped: %s", stale)
+    body = ("," if sent and members else "") + ",".join(members)
+    return closer[:-1] + body + "}"
+
+
+_STRING_STOP = re.compile(r'["\\\x00-\x1f]')
+_WHITESPACE = frozenset(" \t\r\n")
+_ESCAPES = frozenset('"\\/bfnrt')
+_HEX = frozenset("0123456789abcdefABCDEF")
+_DIGITS = frozenset("0123456789")
+_LITERALS = {"t": "rue", "f": "alse", "n": "ull"}
+
+# Grammar states outside strings.
+_START, _OBJ_FIRST, _OBJ_KEY, _COLON, _VALUE = range(5)
+_ARR_FIRST, _AFTER, _NUMBER, _LITERAL, _DONE = range(5, 10)
+# Number sub-states; the ones in _NUMBER_ENDS may end the number.
+_N_MINUS, _N_ZERO, _N_INT, _N_DOT, _N_FRAC, _N_E, _N_ESIGN, _N_EXP = range(8)
+_NUMBER_ENDS = frozenset((_N_ZERO, _N_INT, _N_FRAC, _N_EXP))
+# String kinds.
+_NO_STRING, _KEY, _TEXT = 0, 1, 2
 
 
 class JsonPrefixScanner:
-    """Tracks whether streamed text is still a plausible JSON-object prefix, cheaply.
+    """An incremental JSON grammar check for streamed tool arguments (one top-level object).
 
-    Fragments are forwarded to the client as they arrive only while this holds; it
-    knows when the top-level object closed, and how to close it if the stream stops.
+    `feed` consumes only the new fragment and keeps the parser state, so the cost is linear
+    in the arguments (string bodies are skipped with one regex search). It tracks:
+
+    * `valid`: everything consumed is a prefix of some valid JSON object;
+    * `complete`: the top-level object closed (later text is not consumed);
+    * `safe`: the longest consumed prefix that `closing_suffix()` turns into valid JSON by
+      appending only a quote and closers. A dangling key, colon, comma, half a number or
+      literal, or an unfinished escape lies after it, so a streamer that forwards text only up
+      to `safe` can always close what it sent without taking anything back.
     """
 
-    __slots__ = ("closers", "complete", "escape", "in_string", "started", "valid")
+    __slots__ = (
+        "_hex",
+        "_literal",
+        "_number",
+        "_stack",
+        "_state",
+        "_string",
+        "complete",
+        "pos",
+        "safe",
+        "safe_in_string",
+        "started",
+        "valid",
+    )
 
     def __init__(self) -> None:
         self.started = False
         self.valid = True
         self.complete = False
-        self.in_string = False
-        self.escape = False
-        self.closers: list[str] = []
+        self.pos = 0  # characters consumed (all of them valid)
+        self.safe = 0
+        self.safe_in_string = False
+        self._state = _START
+        self._stack: list[str] = []  # the closers of the open containers
+        self._string = _NO_STRING
+        self._hex = -1  # -1: no escape; 0: after a backslash; 1-4: \u hex digits seen + 1
+        self._number = _N_INT
+        self._literal = ""
 
     def feed(self, text: str) -> int:
-        """Consume text; returns how many characters belong to the JSON object.
+        """Consume a fragment; returns how many of its characters extend the valid object.
 
-        Characters after the object closes (a repeated or second object) are not counted.
+        Stops at the first character that breaks the grammar (`valid` turns False) and after
+        the character that closes the top-level object (`complete` turns True).
         """
-        i, n = 0, len(text)
+        if not self.valid or self.complete:
+            return 0
+        base, i, n = self.pos, 0, len(text)
+        state, stack = self._state, self._stack
         while i < n:
-            if self.complete or not self.valid:
-                return i
-            if self.in_string:
-                if self.escape:
-                    self.escape = False
+            if self._string:
+                if self._hex >= 0:
+                    ch = text[i]
+                    if self._hex == 0:
+                        if ch == "u":
+                            self._hex = 1
+                        elif ch in _ESCAPES:
+                            self._hex = -1
+                        else:
+                            break
+                    elif ch in _HEX:
+                        self._hex = -1 if self._hex == 4 else self._hex + 1
+                    else:
+                        break
                     i += 1
+                    if self._hex < 0 and self._string == _TEXT:
+                        self.safe, self.safe_in_string = base + i, True
                     continue
-                match = _STRING_SPECIAL.search(text, i)
+                match = _STRING_STOP.search(text, i)
+                end = n if match is None else match.start()
+                if self._string == _TEXT and end > i:
+                    self.safe, self.safe_in_string = base + end, True
                 if match is None:
-                    return n
-                i = match.end()
-                if match.group() == "\\":
-                    self.escape = True
-                else:
-                    self.in_string = False
+                    i = n
+                    continue
+                ch = text[end]
+                i = end + 1
+                if ch == "\\":
+                    self._hex = 0
+                elif ch == '"':
+                    if self._string == _KEY:
+                        state = _COLON
+                    else:
+                        state = _AFTER
+                        self.safe, self.safe_in_string = base + i, False
+                    self._string = _NO_STRING
+                else:  # a raw control character: not allowed inside a JSON string
+                    i -= 1
+                    break
                 continue
             ch = text[i]
-            i += 1
-            if not self.started:
-                if ch in " \t\r\n":
+            if state == _NUMBER:
+                number = self._number
+                if ch in _DIGITS:
+                    if number == _N_ZERO:
+                        break  # leading zero
+                    if number == _N_MINUS:
+                        number = _N_ZERO if ch == "0" else _N_INT
+                    elif number in (_N_DOT, _N_FRAC):
+                        number = _N_FRAC
+                    elif number != _N_INT:
+                        number = _N_EXP
+                elif ch == "." and number in (_N_ZERO, _N_INT):
+                    number = _N_DOT
+                elif ch in "eE" and number in (_N_ZERO, _N_INT, _N_FRAC):
+                    number = _N_E
+                elif ch in "+-" and number == _N_E:
+                    number = _N_ESIGN
+                elif number in _NUMBER_ENDS:
+                    state = _AFTER  # the number ended: this character follows it
+                else:
+                    break
+                if state == _NUMBER:
+                    self._number = number
+                    i += 1
+                    if number in _NUMBER_ENDS:
+                        self.safe, self.safe_in_string = base + i, False
                     continue
+            elif state == _LITERAL:
+                if ch != self._literal[0]:
+                    break
+                self._literal = self._literal[1:]
+                i += 1
+                if not self._literal:
+                    state = _AFTER
+                    self.safe, self.safe_in_string = base + i, False
+                continue
+            if ch in _WHITESPACE:
+                i += 1
+                if state in (_AFTER, _OBJ_FIRST, _ARR_FIRST):
+                    self.safe = base + i
+                continue
+            if state == _AFTER:
+                if ch == ",":
+                    state = _OBJ_KEY if stack[-1] == "}" else _VALUE
+                elif ch == stack[-1]:
+                    stack.pop()
+                else:
+                    break
+            elif state in (_VALUE, _ARR_FIRST):
+                if ch == '"':
+                    self._string = _TEXT
+                    self.safe, self.safe_in_string = base + i + 1, True
+                elif ch == "{":
+                    stack.append("}")
+                    state = _OBJ_FIRST
+                elif ch == "[":
+                    stack.append("]")
+                    state = _ARR_FIRST
+                elif ch in _DIGITS or ch == "-":
+                    state = _NUMBER
+                    self._number = _N_MINUS if ch == "-" else _N_ZERO if ch == "0" else _N_INT
+                    if ch != "-":
+                        self.safe, self.safe_in_string = base + i + 1, False
+                elif ch in _LITERALS:
+                    state = _LITERAL
+                    self._literal = _LITERALS[ch]
+                elif ch == "]" and state == _ARR_FIRST:
+                    stack.pop()
+                    state = _AFTER
+                else:
+                    break
+            elif state in (_OBJ_FIRST, _OBJ_KEY):
+                if ch == '"':
+                    self._string = _KEY
+                elif ch == "}" and state == _OBJ_FIRST:
+                    stack.pop()
+                    state = _AFTER
+                else:
+                    break
+            elif state == _COLON:
+                if ch != ":":
+                    break
+                state = _VALUE
+            else:  # _START: only an object may open the arguments
                 if ch != "{":
-                    self.valid = False
-                    return i - 1
+                    break
                 self.started = True
-                self.closers.append("}")
-            elif ch == '"':
-                self.in_string = True
-            elif ch in "{[":
-                self.closers.append("}" if ch == "{" else "]")
-            elif ch in "}]":
-                if not self.closers or self.closers[-1] != ch:
-                    self.valid = False
-                    return i - 1
-                self.closers.pop()
-                if not self.closers:
+                stack.append("}")
+                state = _OBJ_FIRST
+            i += 1
+            if state in (_OBJ_FIRST, _ARR_FIRST, _AFTER) and not self._string:
+                self.safe, self.safe_in_string = base + i, False
+                if not stack:
+                    state = _DONE
                     self.complete = True
-            elif ch not in _STRUCTURAL and ch not in _SCALAR_CHARS:
-                self.valid = False
-                return i - 1
-        return n
+                    break
+        else:
+            self._state = state
+            self.pos = base + n
+            return n
+        # Stopped early: at an invalid character, or just after the object closed.
+        self._state = state
+        self.pos = base + i
+        if not self.complete:
+            self.valid = False
+        return i
 
     def closing_suffix(self) -> str:
-        """Text that turns the consumed prefix into a parseable object (for cut-off calls)."""
-        suffix = ""
-        if self.in_string:
-            suffix += "\\" if self.escape else ""
-            suffix += '"'
-        return suffix + "".join(reversed(self.closers))
+        """What turns the text up to `safe` into a JSON object: a quote and the closers.
+
+        Every push or pop of a container lands in a safe state, so the containers open at
+        `safe` are the ones open now.
+        """
+        closers = "".join(reversed(self._stack))
+        return '"' + closers if self.safe_in_string else closers

@@ -36,9 +36,15 @@ def anthropic_usage(usage: dict[str, Any] | None, *, fallback_input: int = 0) ->
     output = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
     if not prompt and fallback_input:
         prompt = fallback_input + cached + written
-    return {
+    result: dict[str, Any] = {
         "input_tokens": max(prompt - cached - written, 0),
         "output_tokens": output,
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
     }
+    completion = usage.get("completion_tokens_details")
+    reasoning = _int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0
+    if reasoning:
+        # Informational, as in Anthropic's usage: output_tokens already includes them.
+        result["output_tokens_details"] = {"thinking_tokens": reasoning}
+    return result
