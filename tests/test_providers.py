@@ -25,6 +25,7 @@ import pytest
 
 from claude_code_proxy.providers import (
     MODELS,
+    PINNED,
     PROVIDERS,
     CapabilityTable,
     Profile,
@@ -368,8 +369,11 @@ def test_host_and_model_rules_combine() -> None:
     assert "none" in openai.efforts and "xhigh" in openai.efforts
     router = table.profile("https://openrouter.ai/api/v1", "deepseek/deepseek-r1")
     assert router.reasoning_param == "openrouter"
-    # The model rule comes after the host rule, so DeepSeek's own echo wins on OpenRouter.
-    assert router.reasoning_echo == "reasoning_content"
+    # OpenRouter speaks its own reasoning dialect whatever the model: the host's echo is pinned.
+    assert router.reasoning_echo == "reasoning_details" and router.stash_reasoning
+    gemini = table.profile("https://openrouter.ai/api/v1", "google/gemini-3-pro")
+    assert gemini.schema_dialect == "gemini" and not gemini.thought_signatures
+    assert table.profile("https://api.deepseek.com", "deepseek-chat").reasoning_param == "deepseek"
 
 
 def test_user_overrides_file_is_applied(tmp_path: Path) -> None:
@@ -461,7 +465,9 @@ def test_learned_drop_params_keep_the_built_in_ones() -> None:
 def test_builtin_tables_only_name_known_settings() -> None:
     for _pattern, overrides in (*PROVIDERS, *MODELS):
         for key in overrides:
-            assert key in Profile.__dataclass_fields__, key
+            assert key in Profile.__dataclass_fields__ or key == PINNED, key
+            for pinned in overrides.get(PINNED, ()):
+                assert pinned in Profile.__dataclass_fields__, pinned
 
 
 # ------------------------------------------------------------------------------------------
@@ -1446,7 +1452,7 @@ def test_openrouter_reasoning_details_round_trip(
 ) -> None:
     proxy = as_provider(proxy_factory, tmp_path, "openrouter", "anthropic/claude-sonnet-4.5")
     mock_upstream.enqueue(sse_response(openrouter_stream()))
-    first = body(thinking={"type": "enabled", "budget_tokens": 12000})
+    first = body(max_tokens=32000, thinking={"type": "enabled", "budget_tokens": 12000})
     stream = expect_stream(post(proxy, first))
     assert block_kinds(stream) == ["thinking", "text", "tool_use", "tool_use"]
     assert stream.thinking == "Two tools are needed."

@@ -41,6 +41,9 @@ class Profile:
     tool_id_style: Literal["default", "mistral"] = "default"
     prompt_cache_key: bool = False
     system_in_place: bool = False
+    forward_top_k: bool = False
+    thought_signatures: bool = False
+    cache_control: bool = False
 
     def options(self, *, max_tokens_limit: int | None) -> TranslationOptions:
         limits = [n for n in (max_tokens_limit, self.max_output_tokens) if n]
@@ -57,6 +60,9 @@ class Profile:
             schema_dialect=self.schema_dialect,
             tool_id_style=self.tool_id_style,
             prompt_cache_key=self.prompt_cache_key,
+            forward_top_k=self.forward_top_k,
+            thought_signatures=self.thought_signatures,
+            cache_control=self.cache_control,
         )
 
 
@@ -67,7 +73,15 @@ _REASONING_MODELS: Overrides = {
     "reasoning_param": "reasoning_effort",
 }
 
-# Host (or host:port) patterns → provider settings. First match wins.
+# A router speaks one reasoning dialect whatever model sits behind it: model rules must not
+# change these (OpenRouter wants its own `reasoning_details` back, not DeepSeek's field).
+_ROUTER_PINNED = frozenset(
+    {"reasoning_param", "reasoning_echo", "stash_reasoning", "efforts", "thought_signatures"}
+)
+PINNED = "pinned"
+
+# Host (or host:port) patterns → provider settings. First match wins. A `pinned` set names
+# settings that the model rules below leave alone.
 PROVIDERS: tuple[tuple[str, Overrides], ...] = (
     (
         "api.openai.com",
@@ -85,11 +99,18 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
             "efforts": ("none", "minimal", "low", "medium", "high", "xhigh"),
             "reasoning_echo": "reasoning_details",
             "stash_reasoning": True,
+            "forward_top_k": True,
+            PINNED: _ROUTER_PINNED,
         },
     ),
     (
         "api.deepseek.com",
-        {"name": "deepseek", "reasoning_echo": "reasoning_content", "stash_reasoning": True},
+        {
+            "name": "deepseek",
+            "reasoning_param": "deepseek",
+            "reasoning_echo": "reasoning_content",
+            "stash_reasoning": True,
+        },
     ),
     (
         "generativelanguage.googleapis.com",
@@ -99,9 +120,9 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
     ("api.groq.com", {"name": "groq"}),
     ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning"}),
     ("*:1234", {"name": "lmstudio"}),
-    ("*:8080", {"name": "llama.cpp"}),
-    ("*:30000", {"name": "sglang"}),
-    ("*:8000", {"name": "vllm", "reasoning_echo": "reasoning"}),
+    ("*:8080", {"name": "llama.cpp", "forward_top_k": True}),
+    ("*:30000", {"name": "sglang", "forward_top_k": True}),
+    ("*:8000", {"name": "vllm", "reasoning_echo": "reasoning", "forward_top_k": True}),
 )
 
 # Model-name patterns (case-insensitive, `*/` prefixes allowed for routers) → settings that
@@ -118,13 +139,16 @@ MODELS: tuple[tuple[str, Overrides], ...] = (
     ("deepseek-r1*", {"reasoning_echo": "reasoning_content", "stash_reasoning": True}),
     ("gemini-*", {"schema_dialect": "gemini"}),
     ("gemini-2.5*", {"reasoning_param": "reasoning_effort"}),
-    ("gemini-3*", {"reasoning_param": "reasoning_effort"}),
+    ("gemini-3*", {"reasoning_param": "reasoning_effort", "thought_signatures": True}),
     ("mistral*", {"tool_id_style": "mistral"}),
     ("codestral*", {"tool_id_style": "mistral"}),
     ("devstral*", {"tool_id_style": "mistral"}),
     ("magistral*", {"tool_id_style": "mistral"}),
     ("ministral*", {"tool_id_style": "mistral"}),
     ("qwen3*", {"think_tags": True}),
+    # Router ids of models with explicit prompt caching (OpenRouter passes the markers on).
+    ("anthropic/*", {"cache_control": True}),
+    ("google/gemini*", {"cache_control": True}),
 )
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Profile)}
@@ -135,6 +159,10 @@ class ProfileError(ValueError):
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name == PINNED:
+        if not isinstance(value, list | tuple | set | frozenset) or set(value) - set(_FIELDS):
+            raise ProfileError(f"{PINNED} must be a list of profile setting names")
+        return frozenset(str(v) for v in value)
     if name not in _FIELDS:
         raise ProfileError(f"unknown profile setting {name!r}; known: {', '.join(sorted(_FIELDS))}")
     if name == "drop_params":
@@ -149,7 +177,7 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _apply(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
-    values = {k: _coerce(k, v) for k, v in overrides.items()}
+    values = {k: _coerce(k, v) for k, v in overrides.items() if k != PINNED}
     return replace(profile, **values)
 
 
@@ -202,15 +230,17 @@ class CapabilityTable:
         host = (parts.hostname or "").lower()
         netloc = f"{host}:{parts.port}" if parts.port else host
         profile = Profile()
+        pinned: frozenset[str] = frozenset()
         for pattern, overrides in (*self.user_providers, *self.providers):
             if fnmatch.fnmatchcase(host, pattern) or fnmatch.fnmatchcase(netloc, pattern):
                 profile = _apply(profile, overrides)
+                pinned = _coerce(PINNED, overrides.get(PINNED, ()))
                 break
         lowered = model.lower()
         bare = lowered.rsplit("/", 1)[-1]
         for pattern, overrides in (*self.models, *self.user_models):
             if fnmatch.fnmatchcase(lowered, pattern) or fnmatch.fnmatchcase(bare, pattern):
-                profile = _apply(profile, overrides)
+                profile = _apply(profile, {k: v for k, v in overrides.items() if k not in pinned})
         learned = self.learned.get((netloc, model))
         if learned:
             dropped = profile.drop_params

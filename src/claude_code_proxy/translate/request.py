@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import io
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +27,10 @@ from claude_code_proxy.translate.schema import clean_schema
 logger = logging.getLogger(__name__)
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
+GEMINI_SKIP_SIGNATURE = "skip_thought_signature_validator"
+# OpenAI's function-name pattern; Anthropic allows the same set, MCP servers sometimes more.
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_TOOL_NAME_CHAR = re.compile(r"[^a-zA-Z0-9_-]")
 MAX_STOP_SEQUENCES = 4
 # Anthropic tool types that name server-side tools the upstream cannot execute.
 SERVER_TOOL_PREFIXES = (
@@ -35,8 +40,6 @@ SERVER_TOOL_PREFIXES = (
     "tool_search_tool",
     "mcp_toolset",
     "advisor",
-    "computer",
-    "memory",
 )
 _BASH_SCHEMA = {
     "type": "object",
@@ -61,8 +64,54 @@ _TEXT_EDITOR_SCHEMA = {
     },
     "required": ["command", "path"],
 }
+_MEMORY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "command": {
+            "type": "string",
+            "enum": ["view", "create", "str_replace", "insert", "delete", "rename"],
+        },
+        "path": {"type": "string"},
+        "view_range": {"type": "array", "items": {"type": "integer"}},
+        "file_text": {"type": "string"},
+        "old_str": {"type": "string"},
+        "new_str": {"type": "string"},
+        "insert_line": {"type": "integer"},
+        "insert_text": {"type": "string"},
+        "old_path": {"type": "string"},
+        "new_path": {"type": "string"},
+    },
+    "required": ["command"],
+}
+_COMPUTER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "action": {
+            "type": "string",
+            "enum": [
+                "screenshot", "left_click", "right_click", "middle_click", "double_click",
+                "triple_click", "mouse_move", "left_click_drag", "left_mouse_down",
+                "left_mouse_up", "scroll", "type", "key", "hold_key", "wait", "cursor_position",
+                "zoom",
+            ],
+        },
+        "coordinate": {"type": "array", "items": {"type": "integer"}},
+        "start_coordinate": {"type": "array", "items": {"type": "integer"}},
+        "text": {"type": "string"},
+        "scroll_direction": {"type": "string", "enum": ["up", "down", "left", "right"]},
+        "scroll_amount": {"type": "integer"},
+        "duration": {"type": "number"},
+        "region": {"type": "array", "items": {"type": "integer"}},
+    },
+    "required": ["action"],
+}  # fmt: skip
 # Anthropic-defined client tools: the client executes them, so a function schema works.
-CLIENT_TOOL_SCHEMAS = {"bash": _BASH_SCHEMA, "text_editor": _TEXT_EDITOR_SCHEMA}
+CLIENT_TOOL_SCHEMAS = {
+    "bash": _BASH_SCHEMA,
+    "text_editor": _TEXT_EDITOR_SCHEMA,
+    "memory": _MEMORY_SCHEMA,
+    "computer": _COMPUTER_SCHEMA,
+}
 IMAGE_TOKEN_ESTIMATE = 1600
 
 
@@ -92,6 +141,12 @@ class TranslationOptions:
     schema_dialect: Literal["json_schema", "gemini"] = "json_schema"
     tool_id_style: Literal["default", "mistral"] = "default"
     prompt_cache_key: bool = False
+    # Sampling extension some servers accept (vLLM, SGLang, llama.cpp, OpenRouter).
+    forward_top_k: bool = False
+    # Gemini 3 rejects a replayed tool call without the thought signature it was issued with.
+    thought_signatures: bool = False
+    # Keep Anthropic `cache_control` breakpoints on text parts (explicit-caching upstreams).
+    cache_control: bool = False
 
 
 @dataclass
@@ -102,6 +157,8 @@ class TranslatedRequest:
     max_tokens: int
     stop_sequences: list[str] = field(default_factory=list)
     estimated_input_tokens: int = 0
+    # Upstream tool name → the client's, for names the upstream's pattern forced us to change.
+    tool_names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,8 +197,12 @@ def translate_request(
         raise RequestValidationError("stream: must be a boolean")
 
     stats = _Stats()
+    renamed: dict[str, str] = {}  # client tool name → upstream-legal name
     system_parts = _system_texts(body.get("system"), stats)
-    converted = _MessageConverter(options, stats).convert(messages, system_parts)
+    converter = _MessageConverter(options, stats, renamed)
+    converted = converter.convert(messages, system_parts)
+    if not any(m["role"] != "system" for m in converted):
+        raise RequestValidationError("messages: at least one non-empty message is required")
 
     payload: dict[str, Any] = {"model": upstream_model, "messages": converted}
     limit = options.max_tokens_limit
@@ -150,17 +211,21 @@ def translate_request(
     stop_sequences = _stop_sequences(body.get("stop_sequences"))
     if stop_sequences:
         payload["stop"] = stop_sequences[:MAX_STOP_SEQUENCES]
-    for name in ("temperature", "top_p"):
+    for name in ("temperature", "top_p", "top_k"):
         value = body.get(name)
         if value is not None and name not in options.drop_params:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise RequestValidationError(f"{name}: must be a number")
-            payload[name] = value
+            if name != "top_k" or options.forward_top_k:
+                payload[name] = value
 
-    tools = _tools(body.get("tools"), stats, options)
+    tools, requested = _tools(
+        body.get("tools"), stats, options, loaded=_loaded_tools(messages), renamed=renamed
+    )
     if tools:
         payload["tools"] = tools
-        choice = _tool_choice(body.get("tool_choice"), {t["function"]["name"] for t in tools})
+        forwarded = {t["function"]["name"] for t in tools}
+        choice = _tool_choice(body.get("tool_choice"), forwarded, requested, renamed)
         if choice is not None:
             payload["tool_choice"] = choice
         tc = body.get("tool_choice")
@@ -193,6 +258,7 @@ def translate_request(
         max_tokens=max_tokens,
         stop_sequences=stop_sequences,
         estimated_input_tokens=estimate,
+        tool_names={upstream: client for client, upstream in renamed.items()},
     )
 
 
@@ -213,15 +279,24 @@ def _reasoning(body: dict[str, Any], payload: dict[str, Any], options: Translati
         if asked == "none":
             payload["reasoning"] = {"effort": "none"}
         elif isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
+            # The budget must stay below the output limit, which the proxy may have lowered.
+            ceiling = payload.get(options.max_tokens_field)
+            if isinstance(ceiling, int) and ceiling > 1:
+                budget = min(budget, ceiling - 1)
             payload["reasoning"] = {"max_tokens": budget}
         else:
             payload["reasoning"] = {"effort": effort or asked}
-    elif options.reasoning_param == "deepseek":
-        payload["thinking"] = {"type": "disabled" if asked == "none" else "enabled"}
-        if effort is not None and asked != "none":
-            payload["reasoning_effort"] = effort
-    elif options.reasoning_param == "chat_template_kwargs":
-        payload["chat_template_kwargs"] = {"enable_thinking": asked != "none"}
+    elif options.reasoning_param in ("deepseek", "chat_template_kwargs"):
+        # These switch a hybrid model between two modes; only an explicit thinking choice
+        # flips it (Claude Code's adaptive thinking keeps the model's own default).
+        thinking = body.get("thinking")
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        if kind not in ("enabled", "disabled"):
+            return
+        if options.reasoning_param == "deepseek":
+            payload["thinking"] = {"type": kind}
+        else:
+            payload["chat_template_kwargs"] = {"enable_thinking": kind == "enabled"}
 
 
 def _cache_key(body: dict[str, Any], session_id: str | None) -> str | None:
@@ -246,23 +321,46 @@ def _stop_sequences(value: Any) -> list[str]:
     return [s for s in value if s]
 
 
-def _system_texts(system: Any, stats: _Stats) -> list[str]:
+SystemPiece = tuple[str, Any]  # (text, the block's cache_control or None)
+
+
+def _system_texts(system: Any, stats: _Stats) -> list[SystemPiece]:
     """System prompt texts, without Claude Code's per-request billing header block."""
     if system is None:
         return []
     if isinstance(system, str):
+        if system.lstrip().startswith(BILLING_HEADER_PREFIX):
+            system = system.lstrip().partition("\n")[2].lstrip("\n")
         stats.text_chars += len(system)
-        return [system] if system else []
+        return [(system, None)] if system else []
     if not isinstance(system, list):
         raise RequestValidationError("system: must be a string or a list of text blocks")
-    texts = []
+    pieces = []
     for block in system:
         text = _block_text(block)
-        if text is None or text.startswith(BILLING_HEADER_PREFIX):
+        if text is None or text.lstrip().startswith(BILLING_HEADER_PREFIX):
             continue
         stats.text_chars += len(text)
-        texts.append(text)
-    return texts
+        pieces.append((text, _cache_mark(block)))
+    return pieces
+
+
+def _cache_mark(block: Any) -> Any:
+    """The `cache_control` of a block, or of the last block of a content list that has one."""
+    if isinstance(block, dict):
+        mark = block.get("cache_control")
+        return mark if isinstance(mark, dict) else None
+    if isinstance(block, list):
+        marks = [m for m in map(_cache_mark, block) if m is not None]
+        return marks[-1] if marks else None
+    return None
+
+
+def _text_part(text: str, mark: Any) -> dict[str, Any]:
+    part: dict[str, Any] = {"type": "text", "text": text}
+    if mark is not None:
+        part["cache_control"] = mark
+    return part
 
 
 def _block_text(block: Any) -> str | None:
@@ -284,44 +382,34 @@ def _block_text(block: Any) -> str | None:
 class _MessageConverter:
     """Walks Anthropic messages in order and emits OpenAI messages (protocol.md E.2)."""
 
-    def __init__(self, options: TranslationOptions, stats: _Stats) -> None:
+    def __init__(self, options: TranslationOptions, stats: _Stats, renamed: dict[str, str]) -> None:
         self.options = options
         self.stats = stats
+        self.renamed = renamed
         self.out: list[dict[str, Any]] = []
-        self.late_system: list[str] = []
+        self.late_system: list[SystemPiece] = []
         # In-place system text that arrived between a tool call and its result.
         self.deferred_system: list[str] = []
         # Upstream ids of the last assistant turn's tool calls still awaiting results.
         self.pending_calls: list[str] = []
         self.call_names: dict[str, str] = {}
 
-    def convert(self, messages: list[Any], system_parts: list[str]) -> list[dict[str, Any]]:
-        for position, message in enumerate(messages):
-            if not isinstance(message, dict):
-                raise RequestValidationError(f"messages.{position}: must be an object")
-            role = message.get("role")
-            content = message.get("content")
-            if content is None:
-                content = []
-            if not isinstance(content, str | list):
-                raise RequestValidationError(
-                    f"messages.{position}.content: must be a string or a list of blocks"
-                )
+    def convert(self, messages: list[Any], system_parts: list[SystemPiece]) -> list[dict[str, Any]]:
+        for position, role, content in _merged_turns(messages):
             if role == "user":
                 self._user(content, position)
             elif role == "assistant":
                 self._assistant(content, position)
-            elif role in ("system", "developer"):
-                self._system(_content_text(content, self.stats))
             else:
-                raise RequestValidationError(
-                    f"messages.{position}.role: must be 'user', 'assistant' or 'system', got {role!r}"
-                )
+                self._system(_content_text(content, self.stats), _cache_mark(content))
         self._close_pending_calls()
-        system = "\n\n".join(p for p in [*system_parts, *self.late_system] if p)
+        pieces = [(t, mark) for t, mark in (*system_parts, *self.late_system) if t]
         merged = _merge_consecutive(self.out)
-        if system:
-            merged.insert(0, {"role": "system", "content": system})
+        if self.options.cache_control and any(mark for _, mark in pieces):
+            # Explicit-caching upstreams (Anthropic models via OpenRouter) keep the breakpoints.
+            merged.insert(0, {"role": "system", "content": [_text_part(*p) for p in pieces]})
+        elif pieces:
+            merged.insert(0, {"role": "system", "content": "\n\n".join(t for t, _ in pieces)})
         return merged
 
     def _tool_id(self, anthropic_id: Any) -> str:
@@ -329,11 +417,11 @@ class _MessageConverter:
             return mistral_tool_id(anthropic_id)
         return upstream_tool_id(anthropic_id)
 
-    def _system(self, text: str) -> None:
+    def _system(self, text: str, mark: Any = None) -> None:
         if not text:
             return
         if not self.options.system_in_place:
-            self.late_system.append(text)
+            self.late_system.append((text, mark))
         elif self.pending_calls:
             self.deferred_system.append(text)  # tool messages must follow their call first
         else:
@@ -361,7 +449,8 @@ class _MessageConverter:
         if isinstance(content, str):
             self._close_pending_calls()
             self.stats.text_chars += len(content)
-            self.out.append({"role": "user", "content": content})
+            if content:
+                self.out.append({"role": "user", "content": content})
             return
         results: dict[str, dict[str, Any]] = {}
         orphan_texts: list[dict[str, Any]] = []
@@ -373,7 +462,9 @@ class _MessageConverter:
                 call_id = self._tool_id(block.get("tool_use_id", ""))
                 text, images = self._tool_result_content(block)
                 if call_id in self.pending_calls and call_id not in results:
-                    results[call_id] = {"role": "tool", "tool_call_id": call_id, "content": text}
+                    mark = _cache_mark(block) if self.options.cache_control else None
+                    body: Any = [_text_part(text, mark)] if mark else text
+                    results[call_id] = {"role": "tool", "tool_call_id": call_id, "content": body}
                 else:
                     name = self.call_names.get(call_id, "tool")
                     orphan_texts.append(
@@ -381,10 +472,12 @@ class _MessageConverter:
                     )
                 if images:
                     name = self.call_names.get(call_id, "the tool")
-                    result_images.append({"type": "text", "text": f"Images returned by {name}:"})
+                    label = "Images" if all(p["type"] == "image_url" for p in images) else "Files"
+                    result_images.append({"type": "text", "text": f"{label} returned by {name}:"})
                     result_images.extend(images)
             elif kind == "mid_conv_system":
-                self._system(_content_text(block.get("content"), self.stats))
+                inner = block.get("content")
+                self._system(_content_text(inner, self.stats), _cache_mark(inner))
             else:
                 parts.extend(self._content_part(block, position, index))
         if self.pending_calls:
@@ -417,7 +510,13 @@ class _MessageConverter:
                 if isinstance(item, dict) and item.get("type") == "image":
                     images.extend(self._image(item))
                 elif isinstance(item, dict) and item.get("type") == "document":
-                    texts.extend(p["text"] for p in self._document(item) if p["type"] == "text")
+                    # Text goes into the tool message; PDF file parts and images cannot, so
+                    # they follow in the user message with the other attachments.
+                    for part in self._document(item):
+                        if part["type"] == "text":
+                            texts.append(part["text"])
+                        else:
+                            images.append(part)
                 else:
                     rendered = _render_block_as_text(item)
                     if rendered:
@@ -429,7 +528,7 @@ class _MessageConverter:
         if block.get("is_error") is True:
             text = f"Error: {text}" if text else "Error: the tool call failed"
         elif not text:
-            text = "(no output)" if not images else "(see the images below)"
+            text = "(no output)" if not images else "(see the attachments below)"
         return text, images
 
     def _content_part(
@@ -443,7 +542,8 @@ class _MessageConverter:
                     f"messages.{position}.content.{index}.text: must be a string"
                 )
             self.stats.text_chars += len(text)
-            return [{"type": "text", "text": text}] if text else []
+            mark = _cache_mark(block) if self.options.cache_control else None
+            return [_text_part(text, mark)] if text else []
         if kind == "image":
             return self._image(block)
         if kind == "document":
@@ -543,6 +643,7 @@ class _MessageConverter:
         calls: list[dict[str, Any]] = []
         reasoning: list[str] = []
         details: list[Any] = []
+        thought_signature: str | None = None  # Gemini's, for the next tool call
         for index, block in _blocks(content, position):
             kind = block.get("type")
             if kind == "text":
@@ -565,17 +666,29 @@ class _MessageConverter:
                         f"messages.{position}.content.{index}.input: nested too deeply"
                     ) from None
                 self.stats.text_chars += len(arguments) + len(name)
-                calls.append(
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": name, "arguments": arguments},
-                    }
-                )
+                call: dict[str, Any] = {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {
+                        "name": upstream_tool_name(name, self.renamed),
+                        "arguments": arguments,
+                    },
+                }
+                if self.options.thought_signatures:
+                    # Only the first call of a turn carries Gemini's signature; a history from
+                    # elsewhere gets the validator-skip value Google documents for that case.
+                    if thought_signature is None and not calls:
+                        thought_signature = GEMINI_SKIP_SIGNATURE
+                    if thought_signature is not None:
+                        call["extra_content"] = {"google": {"thought_signature": thought_signature}}
+                    thought_signature = None
+                calls.append(call)
                 self.call_names[call_id] = name
             elif kind in ("thinking", "redacted_thinking"):
+                state = decode_signature(block.get("signature"))
+                if state and isinstance(state.get("g"), str):
+                    thought_signature = state["g"]
                 if self.options.reasoning_echo != "none":
-                    state = decode_signature(block.get("signature"))
                     thought = state.get("r") if state else block.get("thinking")
                     if isinstance(thought, str) and thought:
                         reasoning.append(thought)
@@ -598,6 +711,47 @@ class _MessageConverter:
             message["tool_calls"] = calls
             self.pending_calls = [c["id"] for c in calls]
         self.out.append(message)
+
+
+def _merged_turns(messages: list[Any]) -> Iterator[tuple[int, str, str | list[Any]]]:
+    """Validated (position, role, content) turns, consecutive same-role turns merged first.
+
+    The Messages API merges neighbours of one role into one turn (protocol.md A.5), so a
+    tool_result in the second of two user messages still answers the call before them.
+    """
+    pending: tuple[int, str, str | list[Any]] | None = None
+    for position, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise RequestValidationError(f"messages.{position}: must be an object")
+        role = message.get("role")
+        if role not in ("user", "assistant", "system", "developer"):
+            raise RequestValidationError(
+                f"messages.{position}.role: must be 'user', 'assistant' or 'system', got {role!r}"
+            )
+        if "content" not in message:
+            raise RequestValidationError(f"messages.{position}.content: field required")
+        content = message["content"]
+        if content is None:
+            content = []
+        if not isinstance(content, str | list):
+            raise RequestValidationError(
+                f"messages.{position}.content: must be a string or a list of blocks"
+            )
+        role = "system" if role == "developer" else role
+        if pending is not None and pending[1] == role and role != "system":
+            pending = (pending[0], role, [*_as_blocks(pending[2]), *_as_blocks(content)])
+            continue
+        if pending is not None:
+            yield pending
+        pending = (position, role, content)
+    if pending is not None:
+        yield pending
+
+
+def _as_blocks(content: str | list[Any]) -> list[Any]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return content
 
 
 def _is_base64(data: str) -> bool:
@@ -693,7 +847,7 @@ def _json_text(value: Any) -> str:
 
 def _simplify(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     """A single text part is sent as a plain string: every upstream accepts that."""
-    if all(p.get("type") == "text" for p in parts):
+    if all(p.get("type") == "text" and "cache_control" not in p for p in parts):
         return "\n\n".join(p["text"] for p in parts)
     return parts
 
@@ -735,21 +889,72 @@ def _join_content(first: Any, second: Any) -> Any:
     return as_parts
 
 
-def _tools(tools: Any, stats: _Stats, options: TranslationOptions) -> list[dict[str, Any]]:
+def upstream_tool_name(name: str, renamed: dict[str, str]) -> str:
+    """`name` if the upstream accepts it, else a legal, stable stand-in (recorded in `renamed`).
+
+    OpenAI-style servers demand `^[a-zA-Z0-9_-]{1,64}$`; MCP tool names can break that.
+    """
+    if _TOOL_NAME.fullmatch(name):
+        return name
+    known = renamed.get(name)
+    if known is not None:
+        return known
+    legal = _TOOL_NAME_CHAR.sub("_", name)
+    if legal == name and len(legal) <= 64:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    legal = f"{legal[:55]}_{digest}"
+    renamed[name] = legal
+    return legal
+
+
+def _loaded_tools(messages: list[Any]) -> set[str]:
+    """Names of deferred tools the conversation has loaded: found by tool search, or used."""
+    names: set[str] = set()
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            kind = block.get("type")
+            if kind == "tool_use" and isinstance(block.get("name"), str):
+                names.add(block["name"])
+            elif kind == "tool_result" and isinstance(block.get("content"), list):
+                for item in block["content"]:
+                    if isinstance(item, dict) and item.get("type") == "tool_reference":
+                        name = item.get("tool_name") or item.get("name")
+                        if isinstance(name, str):
+                            names.add(name)
+    return names
+
+
+def _tools(
+    tools: Any,
+    stats: _Stats,
+    options: TranslationOptions,
+    *,
+    loaded: set[str],
+    renamed: dict[str, str],
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """The function tools to forward, and the names of every tool the client declared."""
     if tools is None:
-        return []
+        return [], set()
     if not isinstance(tools, list):
         raise RequestValidationError("tools: must be a list")
     out = []
+    declared: set[str] = set()
     for index, tool in enumerate(tools):
         if not isinstance(tool, dict):
             raise RequestValidationError(f"tools.{index}: must be an object")
         name = tool.get("name")
         if not isinstance(name, str) or not name:
             raise RequestValidationError(f"tools.{index}.name: field required")
+        declared.add(name)
         kind = tool.get("type")
-        if tool.get("defer_loading") is True:
-            continue  # Loaded later through tool search; the placeholder is not a real tool.
+        if tool.get("defer_loading") is True and name not in loaded:
+            continue  # Not in the model's context until tool search returns a reference to it.
         schema: Any
         if kind in (None, "custom"):
             schema = tool.get("input_schema")
@@ -757,7 +962,7 @@ def _tools(tools: Any, stats: _Stats, options: TranslationOptions) -> list[dict[
                 schema = {"type": "object", "properties": {}}
             if not isinstance(schema, dict):
                 raise RequestValidationError(f"tools.{index}.input_schema: must be an object")
-        elif isinstance(kind, str) and kind.startswith(("bash_", "text_editor_")):
+        elif isinstance(kind, str) and kind.split("_20")[0] in CLIENT_TOOL_SCHEMAS:
             schema = CLIENT_TOOL_SCHEMAS[kind.split("_20")[0]]
         elif isinstance(kind, str) and kind.startswith(SERVER_TOOL_PREFIXES):
             logger.info("server tool %r (%s) is not forwarded: upstreams cannot run it", name, kind)
@@ -767,7 +972,10 @@ def _tools(tools: Any, stats: _Stats, options: TranslationOptions) -> list[dict[
             continue
         if options.schema_dialect == "gemini":
             schema = clean_schema(schema)
-        function: dict[str, Any] = {"name": name, "parameters": schema}
+        function: dict[str, Any] = {
+            "name": upstream_tool_name(name, renamed),
+            "parameters": schema,
+        }
         description = tool.get("description")
         if isinstance(description, str) and description:
             function["description"] = description
@@ -775,10 +983,10 @@ def _tools(tools: Any, stats: _Stats, options: TranslationOptions) -> list[dict[
             function["strict"] = True
         stats.text_chars += len(name) + len(description or "") + 200
         out.append({"type": "function", "function": function})
-    return out
+    return out, declared
 
 
-def _tool_choice(choice: Any, names: set[str]) -> Any:
+def _tool_choice(choice: Any, names: set[str], declared: set[str], renamed: dict[str, str]) -> Any:
     if choice is None:
         return None
     if not isinstance(choice, dict):
@@ -794,9 +1002,14 @@ def _tool_choice(choice: Any, names: set[str]) -> Any:
         name = choice.get("name")
         if not isinstance(name, str) or not name:
             raise RequestValidationError("tool_choice.name: field required for type 'tool'")
-        if name not in names:
-            raise RequestValidationError(f"tool_choice.name: no tool named {name!r} in tools")
-        return {"type": "function", "function": {"name": name}}
+        upstream = renamed.get(name, name)
+        if upstream in names:
+            return {"type": "function", "function": {"name": upstream}}
+        if name in declared:
+            # A server or deferred tool: forcing a function the upstream cannot see is a 400.
+            logger.info("tool_choice names %r, which is not forwarded; using auto", name)
+            return "auto"
+        raise RequestValidationError(f"tool_choice.name: no tool named {name!r} in tools")
     raise RequestValidationError(
         f"tool_choice.type: must be 'auto', 'any', 'tool' or 'none', got {kind!r}"
     )
@@ -812,4 +1025,33 @@ def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
     schema = fmt.get("schema")
     if not isinstance(schema, dict):
         return None
-    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    json_schema: dict[str, Any] = {"name": "output", "schema": schema}
+    if _strict_compatible(schema):
+        json_schema["strict"] = True
+    return {"type": "json_schema", "json_schema": json_schema}
+
+
+def _strict_compatible(schema: Any, depth: int = 0) -> bool:
+    """OpenAI's strict mode needs every object closed and every property required."""
+    if depth > 32:
+        return False
+    if isinstance(schema, list):
+        return all(_strict_compatible(s, depth + 1) for s in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False or not isinstance(properties, dict):
+            return False
+        if set(schema.get("required") or ()) != set(properties):
+            return False
+    return all(
+        _strict_compatible(value, depth + 1)
+        for key, value in schema.items()
+        if key in ("properties", "items", "anyOf", "$defs", "definitions")
+        or (key in ("additionalProperties",) and isinstance(value, dict))
+    ) and all(
+        _strict_compatible(value, depth + 1)
+        for value in (schema.get("properties") or {}).values()
+        if isinstance(schema.get("properties"), dict)
+    )
