@@ -32,18 +32,23 @@ from claude_code_proxy.capture import Capture
 from claude_code_proxy.config import Settings
 from claude_code_proxy.exchange import Exchange
 from claude_code_proxy.metrics import Metrics
-from claude_code_proxy.models import ALIASES, map_model
+from claude_code_proxy.models import ALIASES, configured_models, map_model, mapped_model
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.pool import key_id
 from claude_code_proxy.providers import CapabilityTable, Profile
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
-from claude_code_proxy.translate.ids import new_message_id
+from claude_code_proxy.translate.ids import new_message_id, new_request_id
 from claude_code_proxy.translate.request import TranslatedRequest, translate_request
 from claude_code_proxy.translate.response import message_to_events
 from claude_code_proxy.translate.sse import encode_events
 from claude_code_proxy.upstream import Upstream
 
 logger = logging.getLogger(__name__)
+
+# GET /v1/models page size: the API's range and default (protocol.md A.1).
+MODELS_LIMIT_MAX = 1000
+MODELS_LIMIT_DEFAULT = 20
+MODEL_CREATED_AT = "2025-01-01T00:00:00Z"
 
 
 def _json_error(error: ProxyError) -> JSONResponse:
@@ -81,7 +86,7 @@ class Proxy:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = Metrics(known_models=configured_models(settings))
         self.table = CapabilityTable.from_file(settings.provider_profiles)
         self.upstream = Upstream(settings, self.table, self.metrics)
         secrets = [s for s in (settings.openai_api_key, settings.anthropic_api_key) if s]
@@ -89,6 +94,7 @@ class Proxy:
             Capture(settings.capture_dir, secrets=secrets) if settings.capture_dir else None
         )
         self.json_logs = settings.log_format == "json"
+        self.warned_doubled_v1 = False
 
     # ------------------------------------------------------------------ routes
 
@@ -99,6 +105,11 @@ class Proxy:
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "healthy", "version": __version__})
+
+    async def client_probe(self, request: Request) -> Response:
+        """Claude Code's connectivity probe (`/api/hello`) and telemetry
+        (`/api/event_logging/*`): answered here, never forwarded, no key needed."""
+        return JSONResponse({})
 
     async def metrics_endpoint(self, request: Request) -> Response:
         if self.settings.metrics_require_auth:
@@ -169,7 +180,8 @@ class Proxy:
         record.status, record.input_tokens = 200, count
         finish(record, None, json_logs=self.json_logs)
         if self.metrics:
-            self.metrics.requests.labels("count_tokens", record.upstream_model, "200").inc()
+            model = self.metrics.model_label(record.upstream_model)
+            self.metrics.requests.labels("count_tokens", model, "200").inc()
         return JSONResponse({"input_tokens": count})
 
     async def list_models(self, request: Request) -> Response:
@@ -178,8 +190,19 @@ class Proxy:
         except ProxyError as error:
             return _json_error(error)
         entries = self._model_entries()
-        limit_text = request.query_params.get("limit", "")
-        limit = int(limit_text) if limit_text.isdigit() and int(limit_text) > 0 else 1000
+        limit_text = request.query_params.get("limit")
+        limit = MODELS_LIMIT_DEFAULT
+        if limit_text is not None:
+            limit = int(limit_text) if limit_text.strip().isdigit() else 0
+            if not 1 <= limit <= MODELS_LIMIT_MAX:
+                return _json_error(
+                    ProxyError(
+                        400,
+                        "invalid_request_error",
+                        f"limit: must be an integer from 1 to {MODELS_LIMIT_MAX}, "
+                        f"got {limit_text!r}",
+                    )
+                )
         after, before = request.query_params.get("after_id"), request.query_params.get("before_id")
         ids = [e["id"] for e in entries]
         if after in ids:
@@ -205,7 +228,28 @@ class Proxy:
         for entry in self._model_entries():
             if entry["id"] == model_id:
                 return JSONResponse(entry)
+        # Any id /v1/messages would map (dated or future claude ids) exists for the client.
+        upstream_model = mapped_model(model_id, self.settings)
+        if upstream_model is not None:
+            return JSONResponse(_model_entry(model_id, f"{model_id} → {upstream_model}"))
         return _json_error(ProxyError(404, "not_found_error", f"model {model_id!r} not found"))
+
+    def doubled_v1(self, endpoint: Any) -> Any:
+        """`endpoint` under `/v1/v1/…` (ANTHROPIC_BASE_URL ending in /v1), with one warning."""
+
+        async def alias(request: Request) -> Any:
+            if not self.warned_doubled_v1:
+                self.warned_doubled_v1 = True
+                origin = f"{request.url.scheme}://{request.url.netloc}"
+                logger.warning(
+                    "a client called %s: its ANTHROPIC_BASE_URL ends in /v1. Served anyway; "
+                    "set ANTHROPIC_BASE_URL=%s (without /v1)",
+                    request.url.path,
+                    origin,
+                )
+            return await endpoint(request)
+
+        return alias
 
     async def test_connection(self, request: Request) -> Response:
         """A tiny real request to SMALL_MODEL: proves URL, key and model all work."""
@@ -251,34 +295,18 @@ class Proxy:
 
     def _model_entries(self) -> list[dict[str, Any]]:
         s = self.settings
-        created = "2025-01-01T00:00:00Z"
         entries = [
-            {
-                "type": "model",
-                "id": alias,
-                "display_name": f"{label} → {getattr(s, attr)}",
-                "created_at": created,
-            }
-            for alias, label, attr in ALIASES
+            _model_entry(alias, f"{label} → {getattr(s, attr)}") for alias, label, attr in ALIASES
         ]
         seen = {e["id"] for e in entries}
         for alias, target in s.model_map.items():
             if alias not in seen and not any(ch in alias for ch in "*?["):
                 seen.add(alias)
-                entries.append(
-                    {
-                        "type": "model",
-                        "id": alias,
-                        "display_name": f"{alias} → {target}",
-                        "created_at": created,
-                    }
-                )
+                entries.append(_model_entry(alias, f"{alias} → {target}"))
         for model in (s.big_model, s.middle_model, s.small_model):
             if model not in seen:
                 seen.add(model)
-                entries.append(
-                    {"type": "model", "id": model, "display_name": model, "created_at": created}
-                )
+                entries.append(_model_entry(model, model))
         return entries
 
     def _translate(
@@ -329,10 +357,19 @@ class Proxy:
         return CancelOnDisconnect(work)
 
 
+def _model_entry(model_id: str, display_name: str) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": model_id,
+        "display_name": display_name,
+        "created_at": MODEL_CREATED_AT,
+    }
+
+
 def _request_id(request: Request) -> str:
     state = request.scope.get("state") or {}
     request_id = state.get("request_id")
-    return request_id if isinstance(request_id, str) else "req_unknown"
+    return request_id if isinstance(request_id, str) else new_request_id()
 
 
 def _raw_json(raw: bytes) -> Any:
@@ -347,13 +384,18 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     error_type = "not_found_error" if status == 404 else "invalid_request_error"
     detail = exc.detail if isinstance(exc, HTTPException) else "not found"
     message = f"{request.method} {request.url.path}: {detail}"
-    return JSONResponse(error_body(error_type, message), status_code=status)
+    headers = exc.headers if isinstance(exc, HTTPException) else None  # 405 keeps `Allow`
+    return JSONResponse(error_body(error_type, message), status_code=status, headers=headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
+    """Starlette answers this from outside every middleware, RequestIdMiddleware included,
+    so the request id it assigned is attached here."""
     logger.exception("unexpected error handling %s %s", request.method, request.url.path)
+    request_id = _request_id(request)
+    body = error_body("api_error", f"internal proxy error: {type(exc).__name__}")
     return JSONResponse(
-        error_body("api_error", f"internal proxy error: {type(exc).__name__}"), status_code=500
+        {**body, "request_id": request_id}, status_code=500, headers={"request-id": request_id}
     )
 
 
@@ -378,6 +420,14 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/messages/count_tokens", proxy.count_tokens, methods=["POST"]),
         Route("/v1/models", proxy.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", proxy.get_model, methods=["GET"]),
+        Route("/api/hello", proxy.client_probe, methods=["GET", "HEAD"]),
+        Route("/api/event_logging/{rest:path}", proxy.client_probe, methods=["POST"]),
+    ]
+    # ANTHROPIC_BASE_URL=http://host:port/v1 makes Claude Code call /v1/v1/messages.
+    routes += [
+        Route("/v1" + route.path, proxy.doubled_v1(route.endpoint), methods=route.methods)
+        for route in list(routes)
+        if route.path.startswith("/v1/")
     ]
     app = Starlette(
         routes=routes,

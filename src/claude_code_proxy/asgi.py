@@ -79,7 +79,8 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 class RequestIdMiddleware:
-    """Every response carries a `request-id: req_…` header, as Anthropic's do."""
+    """Every response carries a `request-id: req_…` header, as Anthropic's do, and every
+    JSON error body the same id as `request_id` (A.13), whichever layer produced it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -91,13 +92,50 @@ class RequestIdMiddleware:
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         encoded = request_id.encode()
+        held: Message | None = None  # the start of an error response, until its body is known
+        chunks: list[bytes] = []
 
         async def send_with_id(message: Message) -> None:
+            nonlocal held
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), (b"request-id", encoded)]
+                if message["status"] >= 400 and _is_json(message["headers"]):
+                    held = message
+                    return
+            elif message["type"] == "http.response.body" and held is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                start, held = held, None
+                body = with_request_id(b"".join(chunks), request_id)
+                start["headers"] = [
+                    *((k, v) for k, v in start["headers"] if k.lower() != b"content-length"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+                await send(start)
+                message = {"type": "http.response.body", "body": body}
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def with_request_id(body: bytes, request_id: str) -> bytes:
+    """An Anthropic error body with `request_id` added; anything else unchanged."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(data, dict) or data.get("type") != "error" or "request_id" in data:
+        return body
+    data["request_id"] = request_id
+    return orjson.dumps(data)
+
+
+def _is_json(headers: Any) -> bool:
+    return any(
+        k.lower() == b"content-type" and v.split(b";")[0].strip().lower() == b"application/json"
+        for k, v in headers
+    )
 
 
 PING_EVENT = b'event: ping\ndata: {"type":"ping"}\n\n'

@@ -8,8 +8,10 @@ environment), then command-line flags, which are written into the same mapping t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -43,6 +45,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 APP_FACTORY = "claude_code_proxy.app:create_app_from_env"
 EXIT_CONFIG = 2
+EXIT_STARTUP_FAILURE = 3  # uvicorn's code when it cannot serve (port taken, lifespan failed)
+# Query parameters of OPENAI_BASE_URL whose values the banner masks.
+SECRET_PARAM = re.compile(r"key|token|secret|sig|pass|auth", re.IGNORECASE)
 
 #: (flag, parameter name, environment variable, click type, help)
 ENV_FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
@@ -168,6 +173,15 @@ def _client_key_hint(settings: Settings) -> str:
     return "any-value"
 
 
+def _shown_upstream(settings: Settings) -> str:
+    """OPENAI_BASE_URL as the proxy uses it, with secret-looking query values masked."""
+    params = []
+    for item in filter(None, settings.openai_base_query.split("&")):
+        name, sep, value = item.partition("=")
+        params.append(f"{name}={mask_key(value)}" if sep and SECRET_PARAM.search(name) else item)
+    return settings.openai_base_url + ("?" + "&".join(params) if params else "")
+
+
 def banner(settings: Settings, *, workers: int = 1) -> str:
     """What the proxy will do, with keys masked and the exact line to start Claude Code."""
     s = settings
@@ -186,7 +200,7 @@ def banner(settings: Settings, *, workers: int = 1) -> str:
     origin = http_origin(s.host, s.port)
     lines = [
         f"claude-code-proxy {__version__}",
-        f"  upstream       {s.openai_base_url}"
+        f"  upstream       {_shown_upstream(s)}"
         + (f" (Azure api-version {s.azure_api_version})" if s.azure_api_version else ""),
         f"  key mode       {mode}",
         f"  upstream key   {mask_key(s.openai_api_key)}",
@@ -195,7 +209,7 @@ def banner(settings: Settings, *, workers: int = 1) -> str:
         "                 other claude-* ids→BIG_MODEL; any other id is passed through",
         f"  max tokens     {s.max_tokens_limit or 'as requested by the client'}",
         f"  timeouts       request {s.request_timeout:g}s, connect {s.connect_timeout:g}s",
-        f"  listening on   http://{s.host}:{s.port}"
+        f"  listening on   http://{s.host}:{s.port or '(a free port)'}"
         + (f" ({workers} workers)" if workers > 1 else ""),
         f"  log level      {s.log_level}",
         "  use it with:",
@@ -257,7 +271,6 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
     overrides = _overrides(flags)
     settings = _settings_or_exit({**os.environ, **overrides})
     configure_logging(settings.log_level)
-    click.echo(banner(settings, workers=workers), err=True)
 
     import uvicorn
 
@@ -270,6 +283,7 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         "server_header": False,
     }
     if workers > 1:
+        _echo_banner(settings, workers)
         # Each worker builds its own app from os.environ: hand it the effective settings.
         os.environ.update(overrides)
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -288,8 +302,27 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
     except ValueError as exc:  # e.g. an invalid PROVIDER_PROFILES file
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    if settings.port != 0:
+        _echo_banner(settings, workers)
+        with _stop_signals_are_success():
+            uvicorn.run(app, **common)
+        return
+    # PORT=0: bind first, so the banner can name the port the system picked.
+    config = uvicorn.Config(app, **common)
+    sock = config.bind_socket()
+    _echo_banner(dataclasses.replace(settings, port=sock.getsockname()[1]), workers)
+    server = uvicorn.Server(config)
     with _stop_signals_are_success():
-        uvicorn.run(app, **common)
+        server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(EXIT_STARTUP_FAILURE)
+
+
+def _echo_banner(settings: Settings, workers: int) -> None:
+    click.echo(banner(settings, workers=workers), err=True)
+    warning = settings.exposure_warning()
+    if warning is not None:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @contextlib.contextmanager

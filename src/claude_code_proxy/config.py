@@ -8,7 +8,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -27,6 +27,8 @@ class ConfigError(ValueError):
 class Settings:
     openai_api_key: str | None = None
     openai_base_url: str = DEFAULT_BASE_URL
+    # The base URL's own query (e.g. `tenant=abc`), re-attached after each endpoint path.
+    openai_base_query: str = ""
     anthropic_api_key: str | None = None
     big_model: str = "gpt-4o"
     middle_model: str = "gpt-4o"
@@ -70,12 +72,14 @@ class Settings:
             return value or None
 
         big = get("BIG_MODEL") or cls.big_model
+        base_url = get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        base_query, url_version = split_base_query(base_url)
+        # An Azure URL copied from the portal carries `?api-version=`; AZURE_API_VERSION wins.
+        azure_version = get("AZURE_API_VERSION") or url_version
         settings = cls(
             openai_api_key=get("OPENAI_API_KEY"),
-            openai_base_url=normalize_base_url(
-                get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-                azure=get("AZURE_API_VERSION") is not None,
-            ),
+            openai_base_url=normalize_base_url(base_url, azure=azure_version is not None),
+            openai_base_query=base_query,
             anthropic_api_key=get("ANTHROPIC_API_KEY"),
             big_model=big,
             middle_model=get("MIDDLE_MODEL") or big,
@@ -86,7 +90,7 @@ class Settings:
             max_tokens_limit=_optional_int(get("MAX_TOKENS_LIMIT"), "MAX_TOKENS_LIMIT"),
             request_timeout=_float(get("REQUEST_TIMEOUT"), "REQUEST_TIMEOUT", cls.request_timeout),
             connect_timeout=_float(get("CONNECT_TIMEOUT"), "CONNECT_TIMEOUT", cls.connect_timeout),
-            azure_api_version=get("AZURE_API_VERSION"),
+            azure_api_version=azure_version,
             custom_headers=_custom_headers(env),
             max_request_bytes=_int(
                 get("MAX_REQUEST_BYTES"), "MAX_REQUEST_BYTES", default=cls.max_request_bytes, low=1
@@ -127,6 +131,23 @@ class Settings:
             "HOST=127.0.0.1, or ALLOW_UNAUTHENTICATED=true if this is intended."
         )
 
+    def exposure_warning(self) -> str | None:
+        """Dynamic mode on a public address is allowed (no key of ours is spent) but lets
+        anyone who reaches the port use the upstream through this machine: say so."""
+        if not self.dynamic_keys or is_loopback(self.host) or self.allow_unauthenticated:
+            return None
+        upstream = urlsplit(self.openai_base_url).hostname
+        ignored = (
+            " (ANTHROPIC_API_KEY is not checked in this mode)" if self.anthropic_api_key else ""
+        )
+        return (
+            f"HOST={self.host} listens beyond this machine in dynamic mode (no OPENAI_API_KEY)"
+            f"{ignored}: anyone who can reach the port can use {upstream} through this proxy "
+            "with their own key, or with any key if that upstream does not check keys (a local "
+            "server). Limit who can connect (firewall, `-p 127.0.0.1:PORT:PORT`), or set "
+            "OPENAI_API_KEY and ANTHROPIC_API_KEY; ALLOW_UNAUTHENTICATED=true silences this."
+        )
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -139,12 +160,35 @@ def is_loopback(host: str) -> bool:
 
 def normalize_base_url(url: str, *, azure: bool = False) -> str:
     """Accept the base URL forms users write: trailing `/`, with or without `/v1`,
-    or even the full `…/chat/completions` endpoint."""
+    or even the full `…/chat/completions` endpoint.
+
+    The query is dropped here (see `split_base_query`): endpoint paths go before it.
+    Anything that would make every request fail later is refused now.
+    """
     parts = urlsplit(url.strip())
+    shown = _without_credentials(parts)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"OPENAI_BASE_URL={url!r} is not an http(s) URL; "
+            f"OPENAI_BASE_URL={shown!r} is not an http(s) URL; "
             "expected e.g. https://api.openai.com/v1 or http://localhost:11434/v1"
+        )
+    if parts.username is not None or parts.password is not None:
+        # aiohttp refuses URL credentials next to an Authorization header: every request fails.
+        raise ConfigError(
+            f"OPENAI_BASE_URL={shown!r} contains a user name or password: remove the "
+            "`user:password@` part. The upstream key goes in OPENAI_API_KEY (or each "
+            "client's key in dynamic mode); other headers a gateway needs can be set with "
+            "CUSTOM_HEADER_<NAME>."
+        )
+    if not parts.hostname:
+        raise ConfigError(f"OPENAI_BASE_URL={shown!r} has no host name")
+    try:
+        port = parts.port  # raises for a non-number or beyond 65535
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigError(
+            f"OPENAI_BASE_URL={shown!r} has an invalid port: expected a number from 1 to 65535"
         )
     path = parts.path.rstrip("/")
     for suffix in ("/chat/completions", "/completions"):
@@ -152,7 +196,34 @@ def normalize_base_url(url: str, *, azure: bool = False) -> str:
             path = path[: -len(suffix)]
     if path in ("", "/api") and not azure:
         path += "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def split_base_query(url: str) -> tuple[str, str | None]:
+    """The base URL's query without `api-version`, and that `api-version` (Azure) if any.
+
+    Parameters are kept as written (no re-encoding); only `api-version` is taken out so it
+    is sent exactly once, from AZURE_API_VERSION when that is set.
+    """
+    query = urlsplit(url.strip()).query
+    kept: list[str] = []
+    version: str | None = None
+    for item in query.split("&"):
+        name, _, value = item.partition("=")
+        if not item:
+            continue
+        if unquote(name) == "api-version":
+            version = unquote(value) or version
+        else:
+            kept.append(item)
+    return "&".join(kept), version
+
+
+def _without_credentials(parts: SplitResult) -> str:
+    """The URL as given with `user:password@` masked: the message reaches a terminal or log."""
+    if "@" not in parts.netloc:
+        return urlunsplit(parts)
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def _custom_headers(env: Mapping[str, str]) -> dict[str, str]:

@@ -35,6 +35,7 @@ from claude_code_proxy.launcher import (
     redact,
 )
 from claude_code_proxy.models import map_model
+from claude_code_proxy.upstream import models_url, upstream_headers
 
 Status = Literal["PASS", "FAIL", "WARN", "INFO", "SKIP"]
 
@@ -456,19 +457,10 @@ class Doctor:
         return "check OPENAI_BASE_URL, your network, and any firewall, proxy or VPN"
 
     def _models_request(self) -> tuple[str, dict[str, str]]:
-        """`GET /models` as the proxy would authenticate it upstream."""
-        s = self.settings
-        headers = dict(s.custom_headers)
-        base = s.openai_base_url
-        if s.azure_api_version is None:
-            headers["authorization"] = f"Bearer {self.key}"
-            return base + "/models", headers
-        headers["api-key"] = self.key
-        if base.endswith("/v1"):
-            return base + "/models", headers
-        parts = urlsplit(base)
-        root = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        return f"{root}/openai/models?api-version={s.azure_api_version}", headers
+        """`GET /models` as the proxy would send it upstream (URL, query and key header)."""
+        headers = upstream_headers(self.settings, self.key)
+        headers.pop("content-type")
+        return models_url(self.settings), headers
 
     def _key_fix(self) -> str:
         s = self.settings

@@ -8,6 +8,7 @@ aggregates every worker's values with the client library's multi-process collect
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,10 +22,16 @@ from prometheus_client import (
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 MAX_CLIENT_LABELS = 100
 OTHER_CLIENTS = "other"
+# Model ids are client-chosen (any non-claude id passes through), so label values are capped.
+MAX_MODEL_LABELS = 20
+MAX_MODEL_LABEL_LENGTH = 100
+OTHER_MODELS = "other"
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, known_models: Iterable[str] = ()) -> None:
+        self._known_models = frozenset(known_models)
+        self._models: set[str] = set()
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         registry = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -90,6 +97,19 @@ class Metrics:
             self._clients.add(client)
             return client
         return OTHER_CLIENTS
+
+    def model_label(self, model: str) -> str:
+        """Configured models keep their name, as do the first few others; the rest share one.
+
+        Otherwise every distinct `model` string a client sends would add series to the
+        (by default unauthenticated) /metrics until memory runs out.
+        """
+        if model in self._known_models or model in self._models:
+            return model
+        if len(self._models) < MAX_MODEL_LABELS and len(model) <= MAX_MODEL_LABEL_LENGTH:
+            self._models.add(model)
+            return model
+        return OTHER_MODELS
 
     def exposition(self) -> tuple[bytes, str]:
         if self.multiprocess:

@@ -17,6 +17,12 @@ ALIASES = (
 def map_model(client_model: str, settings: Settings) -> str:
     """MODEL_MAP entries first (exact id, then glob patterns); then haiku → SMALL, sonnet → MIDDLE, opus → BIG, any other `claude…` id → BIG,
     and any other id (e.g. `--model gpt-4.1`) is passed through unchanged."""
+    mapped = mapped_model(client_model, settings)
+    return client_model if mapped is None else mapped
+
+
+def mapped_model(client_model: str, settings: Settings) -> str | None:
+    """The upstream model a mapping rule picks for this id; None when it is passed through."""
     mapped = settings.model_map.get(client_model)
     if mapped is not None:
         return mapped
@@ -30,4 +36,14 @@ def map_model(client_model: str, settings: Settings) -> str:
         return settings.middle_model
     if "opus" in lowered or lowered.startswith(("claude", "anthropic")):
         return settings.big_model
-    return client_model
+    return None
+
+
+def configured_models(settings: Settings) -> set[str]:
+    """Every upstream model the configuration names (BIG/MIDDLE/SMALL and MODEL_MAP targets)."""
+    return {
+        settings.big_model,
+        settings.middle_model,
+        settings.small_model,
+        *settings.model_map.values(),
+    }

@@ -86,7 +86,7 @@ def finish(record: RequestRecord, metrics: Metrics | None, *, json_logs: bool) -
             )
     if metrics is None:
         return
-    model = record.upstream_model or "unknown"
+    model = metrics.model_label(record.upstream_model or "unknown")
     metrics.requests.labels(record.endpoint, model, str(record.status)).inc()
     if record.error_type:
         metrics.errors.labels(record.error_type).inc()

@@ -8,7 +8,7 @@ import logging
 import random
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
@@ -28,7 +28,8 @@ from claude_code_proxy.translate.errors import (
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({502, 503, 504})
+RETRY_STATUSES = frozenset({502, 503, 504})  # retried with backoff when no wait is given
+WAIT_STATUSES = frozenset({429, 503, 529})  # a retry-after on these is honoured
 MAX_ERROR_BODY = 64 * 1024
 MAX_PARAMETER_FIXES = 3
 
@@ -83,31 +84,13 @@ class Upstream:
         return self.pool.lease(api_key if self.settings.dynamic_keys else "static")
 
     def chat_url(self, model: str) -> str:
-        """The chat-completions URL, Azure's deployment forms included."""
-        base = self.base_url
-        version = self.settings.azure_api_version
-        if version is None:
-            return base + "/chat/completions"
-        if "/openai/deployments/" in base or base.endswith("/openai/v1") or base.endswith("/v1"):
-            url = base + "/chat/completions"
-        else:
-            root = base[: -len("/openai")] if base.endswith("/openai") else base
-            url = f"{root}/openai/deployments/{model}/chat/completions"
-        if base.endswith("/v1"):
-            return url
-        return f"{url}?api-version={version}"
+        return chat_url(self.settings, model)
 
     def models_url(self) -> str:
-        return self.base_url + "/models"
+        return models_url(self.settings)
 
     def headers(self, api_key: str) -> dict[str, str]:
-        headers = dict(self.settings.custom_headers)
-        headers["content-type"] = "application/json"
-        if self.settings.azure_api_version is not None:
-            headers["api-key"] = api_key
-        else:
-            headers["authorization"] = f"Bearer {api_key}"
-        return headers
+        return upstream_headers(self.settings, api_key)
 
     async def post_chat(
         self,
@@ -121,7 +104,8 @@ class Upstream:
         """POST the request; return the open response once the upstream answered 2xx.
 
         Before any byte reached the client: transient failures (connect errors, 502/503/
-        504, 429 with a short `retry-after`) are retried with backoff; a 400 naming one
+        504) are retried with backoff, and 429/503/529 wait out a `retry-after` of at most
+        RETRY_AFTER_MAX (a longer one goes to the client); a 400 naming one
         rejected parameter is fixed, retried once and remembered for the model; anything
         else is raised as a mapped `ProxyError`.
         """
@@ -178,9 +162,11 @@ class Upstream:
                     status, raw, response_headers, prompt_tokens=prompt_tokens
                 )
                 error.message = redact_secrets(error.message, (api_key,))
-                if status == 429:
-                    wait = retry_after_seconds(response_headers)
-                    if wait is None or wait > self.settings.retry_after_max:
+                wait = retry_after_seconds(response_headers) if status in WAIT_STATUSES else None
+                if wait is not None:
+                    # The upstream said when: wait that long ourselves only if it is short,
+                    # otherwise the client gets the status with retry-after and decides.
+                    if wait > self.settings.retry_after_max:
                         raise error
                     delay = float(wait)
                 elif status not in RETRY_STATUSES:
@@ -218,3 +204,48 @@ class Upstream:
             model,
             "lowered" if fix.kind == "limit_max_tokens" else "changed",
         )
+
+
+def chat_url(settings: Settings, model: str) -> str:
+    """The chat-completions URL, Azure's deployment forms included."""
+    base = settings.openai_base_url
+    version = settings.azure_api_version
+    if version is None:
+        return _with_query(settings, base + "/chat/completions")
+    if "/openai/deployments/" in base or base.endswith("/openai/v1") or base.endswith("/v1"):
+        url = base + "/chat/completions"
+    else:
+        root = base[: -len("/openai")] if base.endswith("/openai") else base
+        url = f"{root}/openai/deployments/{model}/chat/completions"
+    if base.endswith("/v1"):  # Azure's v1 API takes no api-version
+        return _with_query(settings, url)
+    return _with_query(settings, url, version)
+
+
+def models_url(settings: Settings) -> str:
+    """`GET …/models`; classic Azure lists models at the resource root."""
+    base = settings.openai_base_url
+    version = settings.azure_api_version
+    if version is None or base.endswith("/v1"):
+        return _with_query(settings, base + "/models")
+    parts = urlsplit(base)
+    return _with_query(settings, f"{parts.scheme}://{parts.netloc}/openai/models", version)
+
+
+def _with_query(settings: Settings, url: str, api_version: str | None = None) -> str:
+    """Re-attach OPENAI_BASE_URL's own query (and Azure's api-version) after the path."""
+    params = [f"api-version={quote(api_version, safe='')}"] if api_version else []
+    if settings.openai_base_query:
+        params.append(settings.openai_base_query)
+    return f"{url}?{'&'.join(params)}" if params else url
+
+
+def upstream_headers(settings: Settings, api_key: str) -> dict[str, str]:
+    """Custom headers first, so none of them can replace the key header."""
+    headers = dict(settings.custom_headers)
+    headers["content-type"] = "application/json"
+    if settings.azure_api_version is not None:
+        headers["api-key"] = api_key
+    else:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
