@@ -490,8 +490,17 @@ def test_missing_usage_uses_the_request_estimate() -> None:
 
 
 def test_reported_usage_wins_over_the_estimate_when_present() -> None:
-    data = completion({"content": "hi"}, usage={"prompt_tokens": 50, "completion_tokens": 2})
+    data = completion({"content": "hi"}, usage={"prompt_tokens": 1000, "completion_tokens": 2})
     message = translate(data, fallback_input_tokens=1234)
+    assert message["usage"]["input_tokens"] == 1000
+    assert message["usage"]["output_tokens"] == 2
+
+
+def test_a_prompt_count_far_below_the_estimate_is_replaced_by_it() -> None:
+    """Ollama counts only the tokens that missed its KV cache (protocol.md C.2, E.5)."""
+    data = completion({"content": "hi"}, usage={"prompt_tokens": 50, "completion_tokens": 2})
+    message = translate(data, fallback_input_tokens=12000)
+    assert message["usage"]["input_tokens"] == 12000
     assert message["usage"]["output_tokens"] == 2
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# A reported prompt below 1/N of the request's own estimate is an under-count, not a count.
+UNDER_COUNT_RATIO = 3
+
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
@@ -34,7 +37,9 @@ def anthropic_usage(usage: dict[str, Any] | None, *, fallback_input: int = 0) ->
     details = usage.get("prompt_tokens_details")
     written = _int(details.get("cache_write_tokens")) if isinstance(details, dict) else 0
     output = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
-    if not prompt and fallback_input:
+    if fallback_input and prompt < fallback_input // UNDER_COUNT_RATIO:
+        # Nothing reported, or far too little (Ollama has counted only the tokens missing its
+        # KV cache): Claude Code's context meter and compaction need the real prompt size.
         prompt = fallback_input + cached + written
     result: dict[str, Any] = {
         "input_tokens": max(prompt - cached - written, 0),
