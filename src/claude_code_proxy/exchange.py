@@ -228,6 +228,12 @@ class Exchange:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(sender.close(encode_events(events)), 1.0)
             raise
+        except Exception:
+            # A translation bug must not cut the stream: the SSE head is out, so the
+            # client can only learn of the failure from an `event: error`.
+            logger.exception("translating the upstream stream failed")
+            with contextlib.suppress(Exception):
+                await sender.write(encode_events(_internal_failure(translator)))
         finally:
             sender.stop_pings()
             self.record.stop_reason = translator.stop_reason
@@ -239,6 +245,15 @@ class Exchange:
         # the pool before the client can send its next request. message_stop is already out.
         await drain(response, tap)
         await sender.close()
+
+
+def _internal_failure(translator: StreamTranslator) -> list[dict[str, Any]]:
+    """Closing events after an unexpected error; a bare `error` if the translator is broken."""
+    message = "the proxy failed while translating the upstream stream (see its log)"
+    with contextlib.suppress(Exception):
+        return translator.fail("api_error", message)
+    translator.ended = True
+    return [{"type": "error", "error": {"type": "api_error", "message": message}}]
 
 
 def _timeout(settings: Settings) -> ProxyError:
@@ -280,7 +295,12 @@ async def translate_stream(
                         "api_error", f"upstream sent a malformed chunk: {preview}"
                     )
                     break
-                events += translator.feed(chunk)
+                try:
+                    events += translator.feed(chunk)
+                except Exception:
+                    # Keep what this read already produced: the client saw none of it yet.
+                    logger.exception("translating an upstream chunk failed")
+                    events += _internal_failure(translator)
                 if translator.ended:
                     break
             if not translator.ended and (saw_done or not raw or translator.complete):

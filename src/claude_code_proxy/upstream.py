@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -32,6 +33,12 @@ RETRY_STATUSES = frozenset({502, 503, 504})  # retried with backoff when no wait
 WAIT_STATUSES = frozenset({429, 503, 529})  # a retry-after on these is honoured
 MAX_ERROR_BODY = 64 * 1024
 MAX_PARAMETER_FIXES = 3
+# getaddrinfo's "no such name" answers: definitive, unlike EAI_AGAIN (resolver unreachable).
+_UNKNOWN_HOST = frozenset(
+    code
+    for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+    if code
+)
 
 
 class Upstream:
@@ -103,11 +110,11 @@ class Upstream:
     ) -> aiohttp.ClientResponse:
         """POST the request; return the open response once the upstream answered 2xx.
 
-        Before any byte reached the client: transient failures (connect errors, 502/503/
-        504) are retried with backoff, and 429/503/529 wait out a `retry-after` of at most
-        RETRY_AFTER_MAX (a longer one goes to the client); a 400 naming one
-        rejected parameter is fixed, retried once and remembered for the model; anything
-        else is raised as a mapped `ProxyError`.
+        Before any byte reached the client: transient failures (connect errors other than
+        an unknown host name, 502/503/504) are retried with backoff, and 429/503/529 wait
+        out a `retry-after` of at most RETRY_AFTER_MAX (a longer one goes to the client);
+        a 400 naming one rejected parameter is fixed, retried once and remembered for the
+        model; anything else is raised as a mapped `ProxyError`.
         """
         model = str(payload.get("model", ""))
         url = self.chat_url(model)
@@ -131,6 +138,15 @@ class Upstream:
                     f"upstream {self.host} sent nothing for {self.settings.request_timeout:g}s "
                     "(REQUEST_TIMEOUT)",
                 ) from None
+            except aiohttp.ClientConnectorDNSError as exc:
+                error = ProxyError(
+                    502,
+                    "api_error",
+                    f"cannot resolve upstream host {exc.host} (DNS): {exc.strerror or exc}; "
+                    "check OPENAI_BASE_URL",
+                )
+                if exc.os_error.errno in _UNKNOWN_HOST:
+                    raise error from None  # a name that does not exist will not appear on retry
             except aiohttp.ClientConnectorError as exc:
                 error = ProxyError(
                     502,

@@ -12,6 +12,7 @@ class SSEDecoder:
 
     Works on bytes so a UTF-8 character split across network reads is never decoded
     half-way; comment lines (`: keep-alive`) and `event:`/`id:` fields are skipped.
+    Lines may end in LF, CRLF or a bare CR, as the SSE spec allows.
     """
 
     __slots__ = ("_buffer", "_data")
@@ -26,6 +27,12 @@ class SSEDecoder:
             fast = self._fast(buffer)
             if fast is not None:
                 return fast
+        held = b""
+        if b"\r" in buffer:
+            # A CR at the very end may be the first half of a CRLF split across reads.
+            if buffer[-1:] == b"\r":
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         payloads: list[bytes] = []
         start = 0
         find = buffer.find
@@ -35,10 +42,8 @@ class SSEDecoder:
                 break
             line = buffer[start:end]
             start = end + 1
-            if line[-1:] == b"\r":
-                line = line[:-1]
             self._line(line, payloads)
-        self._buffer = buffer[start:]
+        self._buffer = buffer[start:] + held
         return payloads
 
     def _fast(self, buffer: bytes) -> list[bytes] | None:
