@@ -184,6 +184,37 @@ def test_unsupported_sampling_param_dropped_and_remembered(
     assert param not in third and third[other] == first[other]
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "This response_format type is unavailable now",
+        "Invalid parameter: 'response_format' of type 'json_schema' is not supported with "
+        "this model.",
+    ],
+)
+def test_structured_output_rejected_is_dropped_and_remembered(
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, message: str
+) -> None:
+    """Claude Code's title request asks for json_schema output; not every server has it."""
+    proxy = proxy_for(proxy_factory)
+    mock_upstream.enqueue(error_response(400, message))
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}},
+        "required": ["title"],
+        "additionalProperties": False,
+    }
+    titled = body(output_config={"format": {"type": "json_schema", "schema": schema}})
+    ok_stream(post(proxy, titled))
+    first, retry = requests_json(mock_upstream)
+    assert first["response_format"]["type"] == "json_schema"
+    assert "response_format" not in retry
+    assert "response_format" in learned(proxy)["drop_params"]
+    ok_stream(post(proxy, titled))
+    assert "response_format" not in requests_json(mock_upstream)[-1]
+    assert len(mock_upstream.chat_requests) == 3
+
+
 def test_two_different_rejections_are_each_fixed_once(
     proxy_factory: ProxyFactory, mock_upstream: MockUpstream
 ) -> None:

@@ -405,6 +405,11 @@ def parameter_fix(status: int, body: bytes, payload: dict[str, Any]) -> Paramete
                 limit = int(match.group(1))
                 if 0 < limit < int(payload[token_field]):
                     return ParameterFix("limit_max_tokens", token_field, limit)
+    if "response_format" in payload and any(
+        word in lowered for word in ("response_format", "response format", "json_schema")
+    ):
+        # DeepSeek and older servers know no json_schema output; the prompt still asks for JSON.
+        return ParameterFix("drop", "response_format")
     candidates = [param] if param else []
     candidates += [m.group(1) for p in _NAMED_PARAM_PATTERNS for m in p.finditer(message)]
     if code in ("unsupported_parameter", "unsupported_value") or candidates:
