@@ -509,3 +509,78 @@ def test_run_forwards_signals_and_the_exit_code(tmp_path: Path, sig: signal.Sign
             proc.communicate(timeout=10)
     assert proc.returncode == 100 + sig, err.decode()
     assert report.read_text() == str(int(sig))
+
+
+# ------------------------------------------------------------------ audit: messages a new user sees
+
+
+def test_help_says_where_the_keys_go() -> None:
+    # Keys have no flags on purpose; --help must still name the variables.
+    result = invoke(["--help"])
+    assert result.exit_code == 0
+    assert "OPENAI_API_KEY" in result.output and "ANTHROPIC_API_KEY" in result.output
+    assert "doctor  Check the set-up and say how to fix it." in result.output
+
+
+def test_serve_on_a_port_in_use_fails_before_the_banner(fake_uvicorn: FakeUvicorn) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        for extra in ([], ["--workers", "2"]):
+            result = invoke(["serve", "--port", str(port), *extra], {"OPENAI_API_KEY": "sk-x1"})
+            assert result.exit_code == 3, result.output
+            assert f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
+            assert "--port 0 for a free one" in result.stderr
+            assert "ANTHROPIC_BASE_URL=" not in result.stderr  # no banner for a dead proxy
+    assert fake_uvicorn.calls == []
+
+
+def test_workers_with_port_0_name_the_port_in_the_banner(fake_uvicorn: FakeUvicorn) -> None:
+    result = invoke(["serve", "--workers", "2", "--port", "0"], {"OPENAI_API_KEY": "sk-x1"})
+    assert result.exit_code == 0, result.output
+    _, kwargs = fake_uvicorn.calls[0]
+    port = kwargs["port"]
+    assert port != 0
+    assert f"ANTHROPIC_BASE_URL=http://127.0.0.1:{port} ANTHROPIC_API_KEY" in result.stderr
+
+
+def test_serve_warns_about_set_up_mistakes(fake_uvicorn: FakeUvicorn) -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-ant-api03-wrong-variable",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1/v1",
+    }
+    result = invoke(["serve"], env)
+    assert result.exit_code == 0, result.output
+    err = result.stderr
+    assert "warning: OPENAI_BASE_URL=http://127.0.0.1:9/v1/v1 contains /v1 twice" in err
+    assert "fix: OPENAI_BASE_URL=http://127.0.0.1:9/v1" in err
+    assert "warning: OPENAI_API_KEY=sk-…le looks like an Anthropic key" in err
+    assert "sk-ant-api03-wrong-variable" not in result.output
+
+
+def test_run_says_when_a_settings_file_sends_claude_code_to_anthropic(
+    stand_in: Path, tmp_path: Path, clean_env: Path
+) -> None:
+    settings = {"env": {"ANTHROPIC_BASE_URL": "https://api.anthropic.com"}}
+    (clean_env / "settings.json").write_text(json.dumps(settings))
+    result, _ = run_stand_in(stand_in, tmp_path, env={"OPENAI_API_KEY": UPSTREAM_KEY})
+    assert result.exit_code == 0, result.output
+    assert "will call Anthropic, NOT this proxy" in result.stderr
+
+
+def test_run_warns_when_dynamic_mode_has_no_key_to_send(stand_in: Path, tmp_path: Path) -> None:
+    env = {"OPENAI_BASE_URL": "https://api.example.invalid/v1"}
+    result, report = run_stand_in(stand_in, tmp_path, env=env)
+    assert result.exit_code == 0, result.output
+    assert "warning: OPENAI_API_KEY is not set (dynamic mode)" in result.stderr
+    assert report["env"]["ANTHROPIC_API_KEY"] == PLACEHOLDER_KEY
+
+
+def test_run_a_file_that_is_not_executable_exits_126(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+    result = invoke(["run", "--", str(script)])
+    assert result.exit_code == 126, result.output
+    assert "permission denied" in result.stderr

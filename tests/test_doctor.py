@@ -31,6 +31,7 @@ from mock_upstream import (
     MockUpstream,
     Response,
     error_response,
+    json_response,
     reasoning_chunks,
     sse_response,
     text_chunks,
@@ -212,17 +213,27 @@ def test_provider_without_model_list_is_checked_by_chatting(mock_upstream: MockU
 
 def test_settings_file_override_is_a_warning(mock_upstream: MockUpstream, clean_env: Path) -> None:
     secret = "sk-ant-api03-very-secret-value"
-    settings = {
-        "env": {"ANTHROPIC_BASE_URL": "https://api.anthropic.com", "ANTHROPIC_API_KEY": secret}
-    }
+    settings = {"env": {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9999", "ANTHROPIC_API_KEY": secret}}
     (clean_env / "settings.json").write_text(json.dumps(settings))
     result = doctor(base_env(mock_upstream), "--no-chat")
     out = result.output
     assert result.exit_code == 0, out
-    assert "ANTHROPIC_BASE_URL=https://api.anthropic.com" in out
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:9999" in row(out, "WARN", "Claude Code settings")
     assert "ANTHROPIC_API_KEY=sk-…ue" in out
     assert secret not in out
-    assert "WARN  Claude Code settings" in out
+
+
+def test_settings_file_sending_claude_code_to_anthropic_fails(
+    mock_upstream: MockUpstream, clean_env: Path
+) -> None:
+    # Claude Code applies the file over the environment: it would never reach the proxy.
+    settings = {"env": {"ANTHROPIC_BASE_URL": "https://api.anthropic.com"}}
+    (clean_env / "settings.json").write_text(json.dumps(settings))
+    result = doctor(base_env(mock_upstream), "--no-chat")
+    out = result.output
+    assert result.exit_code == 1, out
+    assert "would call Anthropic, not this proxy" in row(out, "FAIL", "Claude Code settings")
+    assert "fix: remove ANTHROPIC_BASE_URL from " in out
 
 
 # ------------------------------------------------------------------ failing set-ups
@@ -321,6 +332,73 @@ def test_doubled_v1_is_named(mock_upstream: MockUpstream) -> None:
     assert result.exit_code == 1, result.output
     assert "contains /v1 twice" in row(result.output, "FAIL", "base URL")
     assert f"fix: OPENAI_BASE_URL={mock_upstream.base_url}\n" in result.output
+
+
+def test_doubled_v1_skips_the_checks_it_breaks(mock_upstream: MockUpstream) -> None:
+    # Every request 404s on …/v1/v1: one FAIL naming the URL, not a page of model advice.
+    env = base_env(mock_upstream, OPENAI_BASE_URL=mock_upstream.base_url + "/v1")
+    result = doctor(env)
+    out = result.output
+    assert result.exit_code == 1, out
+    assert "fix OPENAI_BASE_URL first" in row(out, "SKIP", "model BIG_MODEL")
+    assert "/v1 twice" in row(out, "SKIP", "chat checks")
+    assert "streamed text" not in out
+    assert not [r for r in mock_upstream.requests if r.method == "POST"]
+
+
+def test_rejected_key_does_not_claim_models_are_checked_by_chatting(
+    mock_upstream: MockUpstream,
+) -> None:
+    mock_upstream.enqueue(error_response(401, "bad key", "invalid_api_key"), path=MODELS_PATH)
+    result = doctor(base_env(mock_upstream))
+    out = result.output
+    assert result.exit_code == 1, out
+    assert "the key was rejected" in row(out, "SKIP", "model BIG_MODEL")
+    assert "checked by chatting" not in out
+
+
+def test_missing_model_fix_names_the_middle_model_default(mock_upstream: MockUpstream) -> None:
+    env = base_env(mock_upstream, BIG_MODEL="gpt-nope")
+    del env["MIDDLE_MODEL"]
+    result = doctor(env, "--no-chat")
+    out = result.output
+    assert result.exit_code == 1, out
+    assert "'gpt-nope' not found" in row(out, "FAIL", "model MIDDLE_MODEL")
+    assert "MIDDLE_MODEL is unset, so it follows BIG_MODEL" in out
+
+
+def _models_with(windows: Mapping[str, int], field: str = "max_model_len") -> Response:
+    data = [{"id": model, "object": "model", field: tokens} for model, tokens in windows.items()]
+    return json_response({"object": "list", "data": data})
+
+
+@pytest.mark.parametrize("field", ["max_model_len", "context_length", "context_window"])
+def test_context_window_from_the_model_list_gives_claude_code_settings(
+    mock_upstream: MockUpstream, field: str
+) -> None:
+    windows = {"gpt-big": 131072, "gpt-middle": 65536, "gpt-small": 262144}
+    mock_upstream.enqueue(_models_with(windows, field), path=MODELS_PATH)
+    result = doctor(base_env(mock_upstream), "--no-chat")
+    out = result.output
+    assert result.exit_code == 0, out
+    assert "'gpt-middle' has a 65536-token" in row(out, "INFO", "context window")
+    assert "CLAUDE_CODE_AUTO_COMPACT_WINDOW=65536 CLAUDE_CODE_MAX_CONTEXT_TOKENS=65536" in out
+
+
+def test_too_small_context_window_is_a_warning(mock_upstream: MockUpstream) -> None:
+    windows = {"gpt-big": 4096, "gpt-middle": 4096, "gpt-small": 4096}
+    mock_upstream.enqueue(_models_with(windows), path=MODELS_PATH)
+    result = doctor(base_env(mock_upstream), "--no-chat")
+    out = result.output
+    assert result.exit_code == 0, out
+    assert "4096-token context window" in row(out, "WARN", "context window")
+    assert "OLLAMA_CONTEXT_LENGTH=32768" in out
+
+
+def test_no_context_window_row_without_the_information(mock_upstream: MockUpstream) -> None:
+    result = doctor(base_env(mock_upstream), "--no-chat")
+    assert result.exit_code == 0, result.output
+    assert "context window" not in result.output
 
 
 def test_client_base_url_with_v1_is_a_warning(mock_upstream: MockUpstream) -> None:

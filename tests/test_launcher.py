@@ -15,6 +15,7 @@ from claude_code_proxy.config import Settings
 from claude_code_proxy.launcher import (
     PLACEHOLDER_KEY,
     BackgroundProxy,
+    SettingsOverride,
     child_environment,
     client_key,
     connect_host,
@@ -188,3 +189,18 @@ def test_probe_health_recognises_only_a_proxy(
     assert probe_health(proxy.host, proxy.port)
     assert not probe_health("127.0.0.1", mock_upstream.port, timeout=1)  # 404 there
     assert not probe_health("127.0.0.1", closed_port(), timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "bypasses"),
+    [
+        ("https://api.anthropic.com", True),
+        ("https://API.Anthropic.com/", True),
+        ("http://127.0.0.1:8082", False),
+        ("https://anthropic.com.example.org", False),
+    ],
+)
+def test_settings_override_that_bypasses_the_proxy(value: str, bypasses: bool) -> None:
+    override = SettingsOverride(Path("/x/settings.json"), "ANTHROPIC_BASE_URL", value)
+    assert override.bypasses_proxy() is bypasses
+    assert not SettingsOverride(Path("/x"), "ANTHROPIC_MODEL", value).bypasses_proxy()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import re
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -26,7 +28,14 @@ from dotenv import dotenv_values, find_dotenv
 
 from claude_code_proxy import __version__
 from claude_code_proxy.config import ConfigError, Settings, configure_logging
-from claude_code_proxy.doctor import DEFAULT_TIMEOUT, Check, Doctor, format_check, summary
+from claude_code_proxy.doctor import (
+    DEFAULT_TIMEOUT,
+    Check,
+    Doctor,
+    config_problems,
+    format_check,
+    summary,
+)
 from claude_code_proxy.launcher import (
     BackgroundProxy,
     ProxyStartError,
@@ -225,7 +234,13 @@ def banner(settings: Settings, *, workers: int = 1) -> str:
 @click.group(
     invoke_without_command=True,
     context_settings=CONTEXT,
-    epilog="Without a command, `serve` runs. See `claude-code-proxy COMMAND --help`.",
+    epilog=(
+        "Without a command, `serve` runs. See `claude-code-proxy COMMAND --help`.\n\n"
+        "Keys have no flags (command lines show in `ps`): set OPENAI_API_KEY (the upstream "
+        "key; unset, each client's key is sent upstream) and ANTHROPIC_API_KEY (the key "
+        "clients must send) in the environment or .env. Every variable, e.g. "
+        "CONNECT_TIMEOUT, MODEL_MAP, AZURE_API_VERSION: README, Configuration."
+    ),
 )
 @proxy_options
 @click.option(
@@ -283,6 +298,13 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         "server_header": False,
     }
     if workers > 1:
+        # Check the port before the banner; PORT=0 becomes the free port the banner names.
+        probe = _bind_or_exit(settings.host, settings.port)
+        port = probe.getsockname()[1]
+        probe.close()
+        settings = dataclasses.replace(settings, port=port)
+        common["port"] = port
+        overrides["PORT"] = str(port)
         _echo_banner(settings, workers)
         # Each worker builds its own app from os.environ: hand it the effective settings.
         os.environ.update(overrides)
@@ -302,20 +324,49 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
     except ValueError as exc:  # e.g. an invalid PROVIDER_PROFILES file
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    # Bind first: a port in use fails before the banner, and PORT=0 names the port picked.
+    sock = _bind_or_exit(settings.host, settings.port)
     if settings.port != 0:
+        sock.close()  # uvicorn binds it again (SO_REUSEADDR), with its own socket options
         _echo_banner(settings, workers)
         with _stop_signals_are_success():
             uvicorn.run(app, **common)
         return
-    # PORT=0: bind first, so the banner can name the port the system picked.
-    config = uvicorn.Config(app, **common)
-    sock = config.bind_socket()
     _echo_banner(dataclasses.replace(settings, port=sock.getsockname()[1]), workers)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, **common))
     with _stop_signals_are_success():
         server.run(sockets=[sock])
     if not server.started:
         sys.exit(EXIT_STARTUP_FAILURE)
+
+
+def _bind_or_exit(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (as uvicorn binds it), or exit 3 saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (
+                " (another claude-code-proxy? `claude-code-proxy run` reuses one that is "
+                "running); choose another --port, or --port 0 for a free one"
+            )
+        click.echo(f"error: cannot listen on {host}:{port}: {reason}{hint}", err=True)
+        sys.exit(EXIT_STARTUP_FAILURE)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _echo_warnings(settings: Settings) -> None:
+    """The set-up mistakes the doctor would flag, as warnings with their fix."""
+    for check in config_problems(settings):
+        click.echo(f"warning: {check.detail}; fix: {check.fix}", err=True)
 
 
 def _echo_banner(settings: Settings, workers: int) -> None:
@@ -323,6 +374,7 @@ def _echo_banner(settings: Settings, workers: int) -> None:
     warning = settings.exposure_warning()
     if warning is not None:
         click.echo(f"warning: {warning}", err=True)
+    _echo_warnings(settings)
 
 
 @contextlib.contextmanager
@@ -350,7 +402,7 @@ def _echo_check(check: Check) -> None:
         click.echo(line)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="Check the set-up and say how to fix it.")
 @proxy_options
 @click.option(
     "--no-chat",
@@ -444,6 +496,9 @@ def run(
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     executable = shutil.which(argv[0], path=parent_env.get("PATH"))
+    if executable is None and os.sep in argv[0] and Path(argv[0]).is_file():
+        click.echo(f"error: cannot run {argv[0]}: permission denied (not executable)", err=True)
+        sys.exit(126)
     if executable is None:
         hint = " (install Claude Code: npm install -g @anthropic-ai/claude-code)"
         click.echo(
@@ -454,13 +509,19 @@ def run(
 
     overrides, problems = find_settings_overrides(parent_env)
     for override in overrides:
+        effect = (
+            "so it will call Anthropic, NOT this proxy: remove it there"
+            if override.bypasses_proxy()
+            else "so it may bypass or mis-key this proxy"
+        )
         click.echo(
             f"warning: {override.describe()}; Claude Code applies it over the environment, "
-            "so it may bypass or mis-key this proxy",
+            f"{effect}",
             err=True,
         )
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
+    _echo_warnings(settings)
 
     proxy: BackgroundProxy | None = None
     if not fresh and probe_health(running_host, settings.port, timeout=2.0):

@@ -47,6 +47,12 @@ MODEL_VARS = (
 )
 MAX_BODY = 1024 * 1024
 MAX_LISTED = 25
+#: The smallest context window (tokens) in which Claude Code works.
+MIN_CONTEXT = 32768
+#: Model-list fields that give a model's context window: OpenRouter and others
+#: (`context_length`), vLLM (`max_model_len`), Groq (`context_window`), LM Studio
+#: (`max_context_length`).
+CONTEXT_FIELDS = ("context_length", "max_model_len", "context_window", "max_context_length")
 DEFAULT_TIMEOUT = 60.0
 
 WEATHER_TOOL = {
@@ -245,6 +251,80 @@ def _model_ids(body: Any) -> list[str] | None:
     return ids
 
 
+def config_problems(settings: Settings) -> list[Check]:
+    """Set-up mistakes visible in the settings alone: a doubled /v1, keys in the wrong place.
+
+    The doctor shows them as rows; `serve` and `run` print them as warnings.
+    """
+    s = settings
+    host = urlsplit(s.openai_base_url).hostname or ""
+    problems: list[Check] = []
+    parts = urlsplit(s.openai_base_url)
+    if "/v1/v1" in parts.path:
+        fixed = urlunsplit(parts._replace(path=parts.path.replace("/v1/v1", "/v1")))
+        problems.append(
+            Check(
+                "base URL",
+                "FAIL",
+                f"OPENAI_BASE_URL={s.openai_base_url} contains /v1 twice",
+                f"OPENAI_BASE_URL={fixed}",
+            )
+        )
+    if s.openai_api_key and s.openai_api_key.startswith("sk-ant-"):
+        problems.append(
+            Check(
+                "key variable",
+                "WARN",
+                f"OPENAI_API_KEY={mask_key(s.openai_api_key)} looks like an Anthropic key",
+                f"OPENAI_API_KEY must be your {host} key; the key clients send to this "
+                "proxy goes in ANTHROPIC_API_KEY",
+            )
+        )
+    if s.dynamic_keys and not is_loopback_host(host):
+        if s.anthropic_api_key and s.anthropic_api_key.startswith("sk-ant-"):
+            problems.append(
+                Check(
+                    "key variable",
+                    "WARN",
+                    "OPENAI_API_KEY is not set (dynamic mode), so the client's key is sent "
+                    f"upstream, and ANTHROPIC_API_KEY={mask_key(s.anthropic_api_key)} "
+                    f"is an Anthropic key, not a {host} key",
+                    f"set OPENAI_API_KEY to your {host} key",
+                )
+            )
+        elif not s.anthropic_api_key:
+            problems.append(
+                Check(
+                    "key variable",
+                    "WARN",
+                    "OPENAI_API_KEY is not set (dynamic mode): every client must send its own "
+                    f"{host} key, and `run` and the doctor have none to send",
+                    f"set OPENAI_API_KEY to your {host} key (the usual set-up)",
+                )
+            )
+    return problems
+
+
+def _context_windows(body: Any) -> dict[str, int]:
+    """Context windows (tokens) by model id, for the entries of a model list that give one."""
+    if not isinstance(body, dict):
+        return {}
+    items = body.get("data", body.get("models"))
+    windows: dict[str, int] = {}
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        model = item.get("id", item.get("name"))
+        if not isinstance(model, str):
+            continue
+        for name in CONTEXT_FIELDS:
+            value = item.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                windows[model] = value
+                break
+    return windows
+
+
 # ---------------------------------------------------------------- the doctor
 
 
@@ -273,6 +353,9 @@ class Doctor:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.auth_failed = False
         self.missing_models: set[str] = set()
+        self.base_url_doubled = False
+        #: Context windows (tokens) the model list reports, by model id.
+        self.context_windows: dict[str, int] = {}
 
     @property
     def failed(self) -> bool:
@@ -306,56 +389,36 @@ class Doctor:
             f"{mode} mode, {key}, upstream {s.openai_base_url}, "
             f"opus→{s.big_model} sonnet→{s.middle_model} haiku→{s.small_model}",
         )
-        path = urlsplit(s.openai_base_url).path
-        if "/v1/v1" in path:
-            parts = urlsplit(s.openai_base_url)
-            fixed = urlunsplit(parts._replace(path=path.replace("/v1/v1", "/v1")))
-            self.add(
-                "base URL",
-                "FAIL",
-                f"OPENAI_BASE_URL={s.openai_base_url} contains /v1 twice",
-                f"OPENAI_BASE_URL={fixed}",
-            )
         client_url = self.environ.get("ANTHROPIC_BASE_URL", "").strip().rstrip("/")
+        problems = config_problems(s)
+        self.base_url_doubled = any(check.name == "base URL" for check in problems)
         if client_url.endswith("/v1"):
-            self.add(
-                "ANTHROPIC_BASE_URL",
-                "WARN",
-                f"ANTHROPIC_BASE_URL={client_url} ends in /v1: Claude Code appends "
-                "/v1/messages, so it would call …/v1/v1/messages",
-                f"ANTHROPIC_BASE_URL={client_url[: -len('/v1')]} (no /v1), "
-                "or use `claude-code-proxy run -- claude`, which sets it",
-            )
-        if s.openai_api_key and s.openai_api_key.startswith("sk-ant-"):
-            self.add(
-                "key variable",
-                "WARN",
-                f"OPENAI_API_KEY={mask_key(s.openai_api_key)} looks like an Anthropic key",
-                f"OPENAI_API_KEY must be your {self.host} key; the key clients send to this "
-                "proxy goes in ANTHROPIC_API_KEY",
-            )
-        if s.dynamic_keys and not is_loopback_host(self.host):
-            if s.anthropic_api_key and s.anthropic_api_key.startswith("sk-ant-"):
-                self.add(
-                    "key variable",
+            problems.insert(
+                1 if self.base_url_doubled else 0,
+                Check(
+                    "ANTHROPIC_BASE_URL",
                     "WARN",
-                    "OPENAI_API_KEY is not set (dynamic mode), so the client's key is sent "
-                    f"upstream, and ANTHROPIC_API_KEY={mask_key(s.anthropic_api_key)} "
-                    f"is an Anthropic key, not a {self.host} key",
-                    f"set OPENAI_API_KEY to your {self.host} key",
-                )
-            elif not s.anthropic_api_key:
-                self.add(
-                    "key variable",
-                    "WARN",
-                    "OPENAI_API_KEY is not set (dynamic mode): every client must send its own "
-                    f"{self.host} key, and the doctor has none to test with",
-                    f"set OPENAI_API_KEY to your {self.host} key (the usual set-up)",
-                )
+                    f"ANTHROPIC_BASE_URL={client_url} ends in /v1: Claude Code appends "
+                    "/v1/messages, so it would call …/v1/v1/messages",
+                    f"ANTHROPIC_BASE_URL={client_url[: -len('/v1')]} (no /v1), "
+                    "or use `claude-code-proxy run -- claude`, which sets it",
+                ),
+            )
+        for check in problems:
+            self.add(check.name, check.status, check.detail, check.fix)
 
     def claude_settings(self) -> None:
         overrides, problems = find_settings_overrides(self.environ)
         for override in overrides:
+            if override.bypasses_proxy():
+                self.add(
+                    "Claude Code settings",
+                    "FAIL",
+                    f"{override.describe()}: Claude Code would call Anthropic, not this proxy",
+                    f"remove ANTHROPIC_BASE_URL from {override.shown_path()} (or point it at "
+                    "this proxy); Claude Code applies it over the environment and over `run`",
+                )
+                continue
             self.add(
                 "Claude Code settings",
                 "WARN",
@@ -387,6 +450,9 @@ class Doctor:
             return
         if self.auth_failed:
             self.add("chat checks", "SKIP", "skipped: the upstream rejected the key")
+            return
+        if self.base_url_doubled:
+            self.add("chat checks", "SKIP", "skipped: fix OPENAI_BASE_URL (/v1 twice) first")
             return
         await self.chat_checks()
 
@@ -504,16 +570,23 @@ class Doctor:
             )
             return None
         if status >= 300:
+            then = (
+                "the key is not checked until OPENAI_BASE_URL is fixed"
+                if self.base_url_doubled
+                else "the chat checks test the key"
+            )
             self.add(
                 "authentication",
                 "INFO",
-                f"GET {url} answered HTTP {status} (no model list); the chat checks test the key",
+                f"GET {url} answered HTTP {status} (no model list); {then}",
             )
             return None
         try:
-            ids = _model_ids(json.loads(raw))
+            body = json.loads(raw)
         except ValueError:
-            ids = None
+            body = None
+        ids = _model_ids(body)
+        self.context_windows = _context_windows(body)
         if ids is None:
             self.add(
                 "authentication",
@@ -539,7 +612,11 @@ class Doctor:
         base = self.settings.openai_base_url
         for label, model in self._mapped_models():
             name = f"model {label}"
-            if self.settings.azure_api_version is not None:
+            if self.auth_failed:
+                self.add(name, "SKIP", f"'{model}': not checked (the key was rejected)")
+            elif self.base_url_doubled and not available:
+                self.add(name, "SKIP", f"'{model}': not checked (fix OPENAI_BASE_URL first)")
+            elif self.settings.azure_api_version is not None:
                 self.add(name, "INFO", f"'{model}': Azure deployments are checked by chatting")
             elif not available:
                 self.add(
@@ -553,6 +630,8 @@ class Doctor:
                 if len(available) > MAX_LISTED:
                     shown += f" … and {len(available) - MAX_LISTED} more"
                 fix = f"set {label.split()[0]} to one of the available models"
+                if label == "MIDDLE_MODEL" and not self.environ.get("MIDDLE_MODEL"):
+                    fix += "; MIDDLE_MODEL is unset, so it follows BIG_MODEL"
                 if self.port == 11434:
                     fix += f", or `ollama pull {model}`"
                 self.add(
@@ -561,6 +640,39 @@ class Doctor:
                     f"{label} '{model}' not found at {base}: available models are {shown}",
                     fix,
                 )
+        self.context_window()
+
+    def context_window(self) -> None:
+        """Report the smallest context window the model list gives for a mapped model."""
+        known = {
+            model: self.context_windows[model]
+            for _, model in self._mapped_models()
+            if model in self.context_windows
+        }
+        if not known:
+            return
+        model, tokens = min(known.items(), key=lambda item: item[1])
+        hint = (
+            "Claude Code assumes a 200k-token window for models it does not know and compacts "
+            f"by that; tell it the real one: CLAUDE_CODE_AUTO_COMPACT_WINDOW={tokens} "
+            f"CLAUDE_CODE_MAX_CONTEXT_TOKENS={tokens} claude-code-proxy run -- claude"
+        )
+        if tokens < MIN_CONTEXT:
+            self.add(
+                "context window",
+                "WARN",
+                f"'{model}' has a {tokens}-token context window; Claude Code's first request "
+                f"alone is about 13k tokens and it needs {MIN_CONTEXT} or more",
+                "serve the model with a longer context (Ollama: OLLAMA_CONTEXT_LENGTH=32768; "
+                "vLLM: --max-model-len; llama.cpp: --ctx-size); then " + hint,
+            )
+        else:
+            self.add(
+                "context window",
+                "INFO",
+                f"'{model}' has a {tokens}-token context window (from the model list)",
+                hint,
+            )
 
     # ------------------------------------------------------------ chat checks
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from claude_code_proxy.config import Settings
 
@@ -239,7 +240,17 @@ class SettingsOverride:
     def describe(self) -> str:
         shown = mask_key(self.value) if self.name in SECRET_ENV else self.value
         where = "apiKeyHelper" if self.name == "apiKeyHelper" else f'"env" sets {self.name}'
-        return f"{_pretty_path(self.path)}: {where}={shown}"
+        return f"{self.shown_path()}: {where}={shown}"
+
+    def shown_path(self) -> str:
+        return _pretty_path(self.path)
+
+    def bypasses_proxy(self) -> bool:
+        """Whether it sends Claude Code straight to Anthropic, whatever `run` sets."""
+        if self.name != "ANTHROPIC_BASE_URL":
+            return False
+        host = (urlsplit(self.value.strip()).hostname or "").lower()
+        return host == "anthropic.com" or host.endswith(".anthropic.com")
 
 
 def _pretty_path(path: Path) -> str:
