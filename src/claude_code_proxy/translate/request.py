@@ -48,6 +48,15 @@ _BASH_SCHEMA = {
         "restart": {"type": "boolean", "description": "Restart the shell session."},
     },
 }
+# File-editing inputs the text editor and memory tools share.
+_FILE_EDIT_FIELDS = {
+    "path": {"type": "string"},
+    "view_range": {"type": "array", "items": {"type": "integer"}},
+    "file_text": {"type": "string"},
+    "old_str": {"type": "string"},
+    "new_str": {"type": "string"},
+    "insert_line": {"type": "integer"},
+}
 _TEXT_EDITOR_SCHEMA = {
     "type": "object",
     "properties": {
@@ -55,12 +64,7 @@ _TEXT_EDITOR_SCHEMA = {
             "type": "string",
             "enum": ["view", "create", "str_replace", "insert", "undo_edit"],
         },
-        "path": {"type": "string"},
-        "view_range": {"type": "array", "items": {"type": "integer"}},
-        "file_text": {"type": "string"},
-        "old_str": {"type": "string"},
-        "new_str": {"type": "string"},
-        "insert_line": {"type": "integer"},
+        **_FILE_EDIT_FIELDS,
     },
     "required": ["command", "path"],
 }
@@ -71,12 +75,7 @@ _MEMORY_SCHEMA = {
             "type": "string",
             "enum": ["view", "create", "str_replace", "insert", "delete", "rename"],
         },
-        "path": {"type": "string"},
-        "view_range": {"type": "array", "items": {"type": "integer"}},
-        "file_text": {"type": "string"},
-        "old_str": {"type": "string"},
-        "new_str": {"type": "string"},
-        "insert_line": {"type": "integer"},
+        **_FILE_EDIT_FIELDS,
         "insert_text": {"type": "string"},
         "old_path": {"type": "string"},
         "new_path": {"type": "string"},
