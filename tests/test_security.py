@@ -163,28 +163,33 @@ def test_cli_binds_loopback_by_default(tmp_path: Path, mock_upstream: MockUpstre
     """The real command, without HOST: it listens on 127.0.0.1 only."""
     if not Path("/proc/net/tcp").exists():
         pytest.skip("needs /proc/net/tcp to see the listening address")
-    port = _free_port()
-    env = _proxy_env(
-        tmp_path,
-        PORT=str(port),
-        OPENAI_BASE_URL=mock_upstream.base_url,
-        OPENAI_API_KEY=UPSTREAM_KEY,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "claude_code_proxy"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    for _attempt in range(3):
+        # The free port can be taken by another process before the proxy binds it (exit 3).
+        port = _free_port()
+        env = _proxy_env(
+            tmp_path,
+            PORT=str(port),
+            OPENAI_BASE_URL=mock_upstream.base_url,
+            OPENAI_API_KEY=UPSTREAM_KEY,
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "claude_code_proxy"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 30
         addresses: list[str] = []
-        while not addresses:
-            assert proc.poll() is None, proc.communicate(timeout=10)[1].decode()
+        while not addresses and proc.poll() is None:
             assert time.monotonic() < deadline, "the proxy did not start listening within 30s"
             time.sleep(0.1)
             addresses = _listening_addresses(port)
+        if addresses or proc.returncode != 3:
+            break
+        proc.communicate(timeout=10)
+    try:
+        assert addresses, proc.communicate(timeout=10)[1].decode()
         # 0100007F is 127.0.0.1 in /proc's little-endian hex; never 00000000 (all interfaces).
         assert addresses == ["0100007F"], addresses
         with httpx.Client(timeout=TIMEOUT) as client:
