@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from claude_code_proxy.translate.request import upstream_tool_name
+from claude_code_proxy.translate.ids import upstream_tool_name
 from mock_upstream import MockUpstream, completion, json_response, sse_response, tool_call_chunks
 from sse_validator import (
     validate_anthropic_error,
@@ -89,7 +89,7 @@ def read_tool() -> dict[str, Any]:
 def test_renamed_tool_comes_back_with_the_client_name(
     proxy: ProxyHandle, mock_upstream: MockUpstream
 ) -> None:
-    upstream_name = upstream_tool_name(MCP_TOOL, {})
+    upstream_name = upstream_tool_name(MCP_TOOL)
     assert upstream_name != MCP_TOOL
     call = {"name": upstream_name, "arguments": {"path": "/a"}}
     mock_upstream.enqueue(json_response(completion(None, tool_calls=[call])))
@@ -102,7 +102,7 @@ def test_renamed_tool_comes_back_with_the_client_name(
 def test_renamed_tool_comes_back_with_the_client_name_when_streaming(
     proxy: ProxyHandle, mock_upstream: MockUpstream
 ) -> None:
-    call = {"name": upstream_tool_name(MCP_TOOL, {}), "arguments": {"path": "/a"}}
+    call = {"name": upstream_tool_name(MCP_TOOL), "arguments": {"path": "/a"}}
     mock_upstream.enqueue(sse_response(tool_call_chunks([call], fragment_size=3)))
     response = post(proxy, body(stream=True, tools=[read_tool()]))
     assert response.status_code == 200, response.text

@@ -10,12 +10,12 @@ import pytest
 
 from claude_code_proxy.providers import CapabilityTable
 from claude_code_proxy.translate.errors import RequestValidationError
+from claude_code_proxy.translate.ids import upstream_tool_name
 from claude_code_proxy.translate.reasoning import encode_signature
 from claude_code_proxy.translate.request import (
     GEMINI_SKIP_SIGNATURE,
     TranslationOptions,
     translate_request,
-    upstream_tool_name,
 )
 
 PDF = base64.b64encode(b"%PDF-1.4 not a real pdf").decode()
@@ -220,10 +220,10 @@ def test_tool_names_the_upstream_rejects_are_renamed_consistently() -> None:
 
 
 def test_upstream_tool_name_is_stable_and_keeps_legal_names() -> None:
-    assert upstream_tool_name("Read", {}) == "Read"
-    first = upstream_tool_name("a b", {})
-    assert first == upstream_tool_name("a b", {}) and first.startswith("a_b_")
-    assert upstream_tool_name("a b", {}) != upstream_tool_name("a.b", {})
+    assert upstream_tool_name("Read") == "Read"
+    first = upstream_tool_name("a b")
+    assert first == upstream_tool_name("a b") and first.startswith("a_b_")
+    assert upstream_tool_name("a b") != upstream_tool_name("a.b")
 
 
 # ------------------------------------------------------------------ Gemini thought signatures

@@ -9,6 +9,9 @@ import string
 
 _BASE62 = string.digits + string.ascii_letters
 _TOOL_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# OpenAI's function-name pattern; Anthropic allows the same set, MCP servers sometimes more.
+_TOOL_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TOOL_NAME_CHAR_RE = re.compile(r"[^A-Za-z0-9_-]")
 # OpenAI rejects tool_call ids longer than 40 characters.
 _MAX_UPSTREAM_TOOL_ID = 40
 
@@ -63,3 +66,11 @@ def upstream_tool_id(anthropic_id: object) -> str:
     if text and len(text) <= _MAX_UPSTREAM_TOOL_ID and _TOOL_ID_RE.match(text):
         return text
     return "call_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def upstream_tool_name(name: str) -> str:
+    """`name` if OpenAI-style servers accept it, else a legal stand-in, stable per name."""
+    if _TOOL_NAME_RE.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{_TOOL_NAME_CHAR_RE.sub('_', name)[:55]}_{digest}"

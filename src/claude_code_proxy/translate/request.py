@@ -7,7 +7,6 @@ import binascii
 import hashlib
 import io
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,7 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from claude_code_proxy.translate.errors import RequestValidationError
-from claude_code_proxy.translate.ids import mistral_tool_id, upstream_tool_id
+from claude_code_proxy.translate.ids import mistral_tool_id, upstream_tool_id, upstream_tool_name
 from claude_code_proxy.translate.reasoning import (
     DEFAULT_BUDGET_THRESHOLDS,
     decode_signature,
@@ -28,9 +27,6 @@ logger = logging.getLogger(__name__)
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
 GEMINI_SKIP_SIGNATURE = "skip_thought_signature_validator"
-# OpenAI's function-name pattern; Anthropic allows the same set, MCP servers sometimes more.
-_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_TOOL_NAME_CHAR = re.compile(r"[^a-zA-Z0-9_-]")
 MAX_STOP_SEQUENCES = 4
 # Anthropic tool types that name server-side tools the upstream cannot execute.
 SERVER_TOOL_PREFIXES = (
@@ -669,7 +665,7 @@ class _MessageConverter:
                     "id": call_id,
                     "type": "function",
                     "function": {
-                        "name": upstream_tool_name(name, self.renamed),
+                        "name": _tool_name(name, self.renamed),
                         "arguments": arguments,
                     },
                 }
@@ -888,22 +884,11 @@ def _join_content(first: Any, second: Any) -> Any:
     return as_parts
 
 
-def upstream_tool_name(name: str, renamed: dict[str, str]) -> str:
-    """`name` if the upstream accepts it, else a legal, stable stand-in (recorded in `renamed`).
-
-    OpenAI-style servers demand `^[a-zA-Z0-9_-]{1,64}$`; MCP tool names can break that.
-    """
-    if _TOOL_NAME.fullmatch(name):
-        return name
-    known = renamed.get(name)
-    if known is not None:
-        return known
-    legal = _TOOL_NAME_CHAR.sub("_", name)
-    if legal == name and len(legal) <= 64:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    legal = f"{legal[:55]}_{digest}"
-    renamed[name] = legal
+def _tool_name(name: str, renamed: dict[str, str]) -> str:
+    """The upstream's name for a client tool; each change is recorded to be mapped back."""
+    legal = upstream_tool_name(name)
+    if legal != name:
+        renamed[name] = legal
     return legal
 
 
@@ -972,7 +957,7 @@ def _tools(
         if options.schema_dialect == "gemini":
             schema = clean_schema(schema)
         function: dict[str, Any] = {
-            "name": upstream_tool_name(name, renamed),
+            "name": _tool_name(name, renamed),
             "parameters": schema,
         }
         description = tool.get("description")
