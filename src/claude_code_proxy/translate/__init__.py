@@ -4,10 +4,10 @@ Nothing in this package performs I/O, reads globals or imports a web framework:
 plain dicts go in, dicts (or SSE bytes) come out, so every rule is unit-testable.
 """
 
+from claude_code_proxy.translate.chat.request import TranslatedRequest, translate_request
+from claude_code_proxy.translate.chat.response import translate_completion
+from claude_code_proxy.translate.chat.stream import StreamTranslator
 from claude_code_proxy.translate.errors import RequestValidationError
-from claude_code_proxy.translate.request import TranslatedRequest, translate_request
-from claude_code_proxy.translate.response import translate_completion
-from claude_code_proxy.translate.stream import StreamTranslator
 
 __all__ = [
     "RequestValidationError",
