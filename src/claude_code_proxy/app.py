@@ -34,10 +34,12 @@ from claude_code_proxy.exchange import Exchange
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.models import ALIASES, configured_models, map_model, mapped_model
 from claude_code_proxy.observe import RequestRecord, finish
+from claude_code_proxy.pdf_worker import PdfExtractor, PdfLimits
 from claude_code_proxy.pool import key_id
 from claude_code_proxy.providers import CapabilityTable, Profile
 from claude_code_proxy.translate.chat.request import TranslatedRequest, translate_request
 from claude_code_proxy.translate.chat.response import message_to_events
+from claude_code_proxy.translate.documents import pdf_sources
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
 from claude_code_proxy.translate.sse import encode_events
@@ -95,6 +97,14 @@ class Proxy:
         )
         self.json_logs = settings.log_format == "json"
         self.warned_doubled_v1 = False
+        self.pdf = PdfExtractor(
+            PdfLimits(
+                max_pages=settings.max_pdf_pages,
+                max_chars=settings.max_pdf_text_chars,
+                timeout=settings.pdf_timeout,
+                workers=settings.pdf_workers,
+            )
+        )
 
     # ------------------------------------------------------------------ routes
 
@@ -133,7 +143,8 @@ class Proxy:
                 capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
             body = parse_json(raw)
             session = request.headers.get("x-claude-code-session-id")
-            translated, profile = self._translate(body, session, record)
+            documents = await self._pdf_texts(body)
+            translated, profile = self._translate(body, session, record, documents)
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
             finish(record, self.metrics, json_logs=self.json_logs)
@@ -309,8 +320,24 @@ class Proxy:
                 entries.append(_model_entry(model, model))
         return entries
 
+    async def _pdf_texts(self, body: Any) -> dict[str, str] | None:
+        """Text of the body's base64 PDFs, extracted off the event loop (pdf_worker.py),
+        unless the upstream takes PDFs as files."""
+        sources = list(pdf_sources(body.get("messages"))) if isinstance(body, dict) else []
+        if not sources:
+            return None
+        model = body.get("model")
+        upstream_model = map_model(model, self.settings) if isinstance(model, str) else ""
+        if self.table.profile(self.settings.openai_base_url, upstream_model).pdf_as_file:
+            return None
+        return await self.pdf.extract_all(sources)
+
     def _translate(
-        self, body: Any, session: str | None, record: RequestRecord
+        self,
+        body: Any,
+        session: str | None,
+        record: RequestRecord,
+        documents: dict[str, str] | None = None,
     ) -> tuple[TranslatedRequest, Profile]:
         model = body.get("model") if isinstance(body, dict) else None
         upstream_model = map_model(model, self.settings) if isinstance(model, str) else ""
@@ -322,7 +349,11 @@ class Proxy:
         options = profile.options(max_tokens_limit=self.settings.max_tokens_limit)
         try:
             translated = translate_request(
-                body, upstream_model=upstream_model, options=options, session_id=session
+                body,
+                upstream_model=upstream_model,
+                options=options,
+                session_id=session,
+                documents=documents,
             )
         except RequestValidationError as exc:
             raise ProxyError(400, "invalid_request_error", str(exc)) from None
@@ -409,6 +440,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            proxy.pdf.close()
             await proxy.upstream.close()
 
     routes = [

@@ -6,8 +6,9 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -56,6 +57,21 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     # Explicit client model id (or glob pattern) → upstream model, checked before BIG/MIDDLE/SMALL.
     model_map: dict[str, str] = field(default_factory=dict)
+    # Hardening limits (README "Security"): slow or oversized input, upstream output, PDFs.
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    body_timeout: float = 60.0
+    max_connections: int = 2048
+    write_timeout: float = 60.0
+    max_large_bodies: int = 4
+    max_upstream_response_bytes: int = 64 * 1024 * 1024
+    max_sse_event_bytes: int = 16 * 1024 * 1024
+    max_pdf_pages: int = 100
+    max_pdf_text_chars: int = 1_000_000
+    pdf_timeout: float = 10.0
+    pdf_workers: int = 2
+    # Secret for the keyed hash of client keys in metrics and logs (random per process if unset).
+    key_hash_secret: str | None = None
 
     @property
     def dynamic_keys(self) -> bool:
@@ -114,6 +130,7 @@ class Settings:
                 get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             model_map=_model_map(get("MODEL_MAP")),
+            **_limits(get),
         )
         settings.check_exposure()
         return settings
@@ -237,6 +254,29 @@ def _custom_headers(env: Mapping[str, str]) -> dict[str, str]:
                 )
             headers[name] = value
     return headers
+
+
+def _limits(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """The hardening limits, each settable by the environment variable of its upper-case name."""
+    d = Settings
+    floats = ("header_timeout", "body_timeout", "write_timeout", "pdf_timeout")
+    ints = (
+        "max_header_bytes",
+        "max_connections",
+        "max_large_bodies",
+        "max_upstream_response_bytes",
+        "max_sse_event_bytes",
+        "max_pdf_pages",
+        "max_pdf_text_chars",
+        "pdf_workers",
+    )
+    values: dict[str, Any] = {}
+    for name in floats:
+        values[name] = _float(get(name.upper()), name.upper(), getattr(d, name))
+    for name in ints:
+        values[name] = _int(get(name.upper()), name.upper(), default=getattr(d, name), low=1)
+    values["key_hash_secret"] = get("KEY_HASH_SECRET")
+    return values
 
 
 def _int(value: str | None, name: str, *, default: int, low: int, high: int | None = None) -> int:

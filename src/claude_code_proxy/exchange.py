@@ -27,7 +27,12 @@ from claude_code_proxy.translate.chat.request import TranslatedRequest
 from claude_code_proxy.translate.chat.response import message_to_events, translate_completion
 from claude_code_proxy.translate.chat.stream import StreamTranslator
 from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
-from claude_code_proxy.translate.sse import SSEDecoder, encode_events
+from claude_code_proxy.translate.sse import (
+    DEFAULT_MAX_EVENT_BYTES,
+    SSEDecoder,
+    SSEEventTooLarge,
+    encode_events,
+)
 from claude_code_proxy.translate.usage import anthropic_usage
 from claude_code_proxy.upstream import Upstream
 
@@ -213,7 +218,9 @@ class Exchange:
             capture.add("4-client-response", first)
         await sender.start(first)
         try:
-            async for events in translate_stream(response, translator, tap):
+            async for events in translate_stream(
+                response, translator, tap, self.settings.max_sse_event_bytes
+            ):
                 data = encode_events(events)
                 if self.record.first_token_at is None:
                     self.record.first_token()
@@ -268,20 +275,36 @@ async def translate_stream(
     response: aiohttp.ClientResponse,
     translator: StreamTranslator,
     tap: Callable[[bytes], None] | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Read upstream SSE and yield Anthropic events; always ends with stop or error."""
-    decoder = SSEDecoder()
+    """Read upstream SSE and yield Anthropic events; always ends with stop or error.
+
+    After the finish chunk the upstream gets FINISH_GRACE_SECONDS in all (not per read:
+    keep-alive comments must not hold `message_stop` back) for its usage chunk or [DONE].
+    """
+    decoder = SSEDecoder(max_event_bytes)
     content = response.content
     saw_done = False
+    finish_deadline: float | None = None
+    loop = asyncio.get_running_loop()
     try:
         while not translator.ended:
             if translator.finish_reason is None:
                 raw = await content.readany()
             else:
-                raw = await asyncio.wait_for(content.readany(), FINISH_GRACE_SECONDS)
+                if finish_deadline is None:
+                    finish_deadline = loop.time() + FINISH_GRACE_SECONDS
+                left = finish_deadline - loop.time()
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                raw = await asyncio.wait_for(content.readany(), left)
             if tap is not None and raw:
                 tap(raw)
-            payloads = decoder.feed(raw) if raw else decoder.flush()
+            try:
+                payloads = decoder.feed(raw) if raw else decoder.flush()
+            except SSEEventTooLarge as exc:
+                yield translator.fail("api_error", f"{exc} (MAX_SSE_EVENT_BYTES)")
+                return
             events: list[dict[str, Any]] = []
             for payload in payloads:
                 if payload == b"[DONE]":

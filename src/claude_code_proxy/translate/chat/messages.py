@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -40,16 +41,25 @@ def text_part(text: str, mark: Any) -> dict[str, Any]:
 class MessageConverter:
     """Walks Anthropic messages in order and emits OpenAI messages (protocol.md E.2)."""
 
-    def __init__(self, options: TranslationOptions, stats: Stats, renamed: dict[str, str]) -> None:
+    def __init__(
+        self,
+        options: TranslationOptions,
+        stats: Stats,
+        renamed: dict[str, str],
+        documents: Mapping[str, str] | None = None,
+    ) -> None:
         self.options = options
+        # Text of base64 PDFs, extracted before translation (keyed by their data).
+        self.documents = documents
         self.stats = stats
         self.renamed = renamed
         self.out: list[dict[str, Any]] = []
         self.late_system: list[SystemPiece] = []
         # In-place system text that arrived between a tool call and its result.
         self.deferred_system: list[str] = []
-        # Upstream ids of the last assistant turn's tool calls still awaiting results.
-        self.pending_calls: list[str] = []
+        # Upstream ids of the last assistant turn's tool calls still awaiting results, in
+        # call order; a dict so that pairing a result with its call stays O(1).
+        self.pending_calls: dict[str, None] = {}
         self.call_names: dict[str, str] = {}
 
     def convert(self, messages: list[Any], system_parts: list[SystemPiece]) -> list[dict[str, Any]]:
@@ -100,7 +110,7 @@ class MessageConverter:
                     "content": "(no result: the tool call was not answered)",
                 }
             )
-        self.pending_calls = []
+        self.pending_calls = {}
         self._flush_deferred_system()
 
     def _user(self, content: str | list[Any], position: int) -> None:
@@ -149,7 +159,7 @@ class MessageConverter:
                         "content": "(no result: the tool call was not answered)",
                     }
                 self.out.append(message)
-            self.pending_calls = []
+            self.pending_calls = {}
             self._flush_deferred_system()
         rest = result_images + orphan_texts + parts
         if rest:
@@ -280,7 +290,7 @@ class MessageConverter:
                 filename = (title or "document") + ".pdf"
                 file_part = {"file_data": f"data:{media_type};base64,{data}", "filename": filename}
                 return [{"type": "file", "file": file_part}]
-            text = decode_document(data, str(media_type))
+            text = decode_document(data, str(media_type), self.documents)
         elif kind == "url":
             text = f"[document at {source.get('url')} — fetch it if needed]"
         else:
@@ -367,7 +377,7 @@ class MessageConverter:
             message[echo] = "\n\n".join(reasoning)
         if calls:
             message["tool_calls"] = calls
-            self.pending_calls = [c["id"] for c in calls]
+            self.pending_calls = dict.fromkeys(c["id"] for c in calls)
         self.out.append(message)
 
 
@@ -379,8 +389,13 @@ def simplify(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 
 
 def merge_consecutive(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge same-role user/assistant neighbours: many chat templates demand alternation."""
+    """Merge same-role user/assistant neighbours: many chat templates demand alternation.
+
+    A run of mergeable messages is joined once at its end (`join_all`), so N neighbours
+    cost O(total size), not O(N x size) as pairwise joining would.
+    """
     merged: list[dict[str, Any]] = []
+    run: list[Any] | None = None  # contents of the run merged[-1] stands for
     for message in messages:
         previous = merged[-1] if merged else None
         role = message["role"]
@@ -391,25 +406,36 @@ def merge_consecutive(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and "tool_calls" not in previous
         ):
             assert previous is not None
-            combined = dict(previous)
-            combined["content"] = join_content(previous.get("content"), message.get("content"))
+            if run is None:
+                run = [previous.get("content")]
+                merged[-1] = previous = dict(previous)
+            run.append(message.get("content"))
             if "tool_calls" in message:
-                combined["tool_calls"] = message["tool_calls"]
-            merged[-1] = combined
+                previous["tool_calls"] = message["tool_calls"]
         else:
+            if run is not None:
+                merged[-1]["content"] = join_all(run)
+                run = None
             merged.append(message)
+    if run is not None:
+        merged[-1]["content"] = join_all(run)
     return merged
 
 
-def join_content(first: Any, second: Any) -> Any:
-    if first is None:
-        return second
-    if second is None:
-        return first
-    if isinstance(first, str) and isinstance(second, str):
-        return f"{first}\n\n{second}"
-    as_parts = [
-        *(first if isinstance(first, list) else [{"type": "text", "text": first}]),
-        *(second if isinstance(second, list) else [{"type": "text", "text": second}]),
-    ]
-    return as_parts
+def join_all(contents: list[Any]) -> Any:
+    """Contents of merged messages as one: strings are joined by blank lines until the
+    first part list; from then on every piece is a part of its own (text or list items)."""
+    texts: list[str] = []
+    parts: list[Any] | None = None
+    for content in contents:
+        if content is None:
+            continue
+        if parts is None:
+            if isinstance(content, str):
+                texts.append(content)
+                continue
+            parts = [{"type": "text", "text": "\n\n".join(texts)}] if texts else []
+        parts.extend(content if isinstance(content, list) else [{"type": "text", "text": content}])
+    if parts is None:
+        return "\n\n".join(texts) if texts else None
+    return parts
