@@ -11,13 +11,19 @@ generous: they separate "answered" from "stalled for tens of seconds", never mea
 from __future__ import annotations
 
 import base64
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import orjson
 import pytest
 
 from mock_upstream import MockUpstream, chunk, sse_response, text_chunks
@@ -302,3 +308,217 @@ def _bounded(request: pytest.FixtureRequest) -> Iterator[None]:
     started = time.monotonic()
     yield
     assert time.monotonic() - started < 60, f"{request.node.name} took too long"
+
+
+# ------------------------------------------------------------- 3. slow and oversized input
+
+
+def open_socket(proxy: ProxyHandle, first: bytes = b"") -> socket.socket:
+    sock = socket.create_connection((proxy.host, proxy.port), timeout=10)
+    if first:
+        sock.sendall(first)
+    return sock
+
+
+def closed_by_proxy(sock: socket.socket, within: float) -> bytes | None:
+    """What the proxy sent before closing `sock`; None if it kept it open `within` seconds."""
+    sock.settimeout(within)
+    received = b""
+    try:
+        while data := sock.recv(65536):
+            received += data
+    except TimeoutError:
+        return None
+    except OSError:
+        pass
+    return received
+
+
+def test_slowloris_sockets_are_closed_and_do_not_starve_real_clients(
+    attack_proxy: Callable[..., ProxyHandle],
+) -> None:
+    proxy = attack_proxy(HEADER_TIMEOUT="2", MAX_CONNECTIONS="40")
+    silent = [open_socket(proxy) for _ in range(30)]
+    half_head = [
+        open_socket(proxy, b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n") for _ in range(30)
+    ]
+    # 60 stalled sockets against a limit of 40: a real client still gets in.
+    assert health_answered(proxy) < NORMAL_BUDGET
+    outcomes = [closed_by_proxy(s, within=10) for s in silent + half_head]
+    for sock in silent + half_head:
+        sock.close()
+    assert all(o is not None for o in outcomes), "a stalled connection was kept open"
+    answered = [o for o in outcomes if o]
+    assert answered and all(b" 408 " in o.split(b"\r\n")[0] for o in answered)
+    assert b'"timeout_error"' in answered[0] and b"HEADER_TIMEOUT" in answered[0]
+
+
+def test_half_a_body_gets_408_after_the_body_timeout(
+    attack_proxy: Callable[..., ProxyHandle],
+) -> None:
+    proxy = attack_proxy(BODY_TIMEOUT="2")
+    head = (
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: sk-client-0001\r\n"
+        b'content-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model":'
+    )
+    sock = open_socket(proxy, head)
+    assert health_answered(proxy) < NORMAL_BUDGET
+    answer = closed_by_proxy(sock, within=15)
+    sock.close()
+    assert answer is not None, "a half-sent body kept its connection open"
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"BODY_TIMEOUT" in answer and b"request-id" in answer.lower()
+
+
+def test_an_oversized_header_gets_431_without_being_buffered(
+    attack_proxy: Callable[..., ProxyHandle],
+) -> None:
+    proxy = attack_proxy()
+    sock = open_socket(proxy, b"GET /health HTTP/1.1\r\nHost: x\r\nx-big: ")
+    try:
+        for _ in range(100):  # up to 100 MB of one header value, never finished
+            sock.sendall(b"a" * (1024 * 1024))
+    except OSError:
+        pass  # the proxy answered and closed early: what we want
+    answer = closed_by_proxy(sock, within=10)
+    sock.close()
+    assert answer is not None and answer.startswith(b"HTTP/1.1 431"), (answer or b"")[:200]
+    assert b"MAX_HEADER_BYTES" in answer
+    assert health_answered(proxy) < NORMAL_BUDGET
+
+
+def test_when_every_connection_is_busy_new_ones_get_an_anthropic_503(
+    attack_proxy: Callable[..., ProxyHandle], mock_upstream: MockUpstream
+) -> None:
+    from mock_upstream import json_response
+
+    proxy = attack_proxy(MAX_CONNECTIONS="3")
+    mock_upstream.enqueue(*[json_response({}, hang_before_headers=4.0)] * 3)
+    body = request_body([{"role": "user", "content": "hi"}])
+    busy = [
+        Attack(lambda: httpx.post(proxy.url("/v1/messages"), json=body, headers=CLIENT, timeout=30))
+        for _ in range(3)
+    ]
+    mock_upstream.wait_for_requests(3, timeout=10)
+    response = httpx.get(proxy.url("/health"), timeout=NORMAL_BUDGET)
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "overloaded_error"
+    assert "MAX_CONNECTIONS" in response.json()["error"]["message"]
+    assert response.headers["request-id"].startswith("req_")
+    for attack in busy:
+        attack.wait()
+
+
+# ------------------------------------------------------- 8. shutdown before the response head
+
+
+def test_shutdown_while_waiting_for_upstream_headers_answers_anthropic_503(
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream
+) -> None:
+    from mock_upstream import json_response
+
+    proxy = proxy_factory(uvicorn_options={"timeout_graceful_shutdown": 1})
+    mock_upstream.enqueue(json_response({}, hang_before_headers=20.0))
+    body = request_body([{"role": "user", "content": "hi"}])
+    attack = Attack(
+        lambda: httpx.post(proxy.url("/v1/messages"), json=body, headers=CLIENT, timeout=30)
+    )
+    mock_upstream.wait_for_requests(1, timeout=10)
+    proxy.stop()
+    response = attack.wait()
+    assert response.status_code == 503, (response.status_code, response.text)
+    data = response.json()
+    assert data["error"]["type"] == "overloaded_error"
+    assert data["request_id"] == response.headers["request-id"]
+
+
+# ------------------------------------------------------------ 14. a client that stops reading
+
+
+def test_a_client_that_stops_reading_gets_its_upstream_call_aborted(
+    attack_proxy: Callable[..., ProxyHandle], mock_upstream: MockUpstream
+) -> None:
+    proxy = attack_proxy(WRITE_TIMEOUT="2")
+    piece = chunk({"content": "z" * 8192})
+    mock_upstream.enqueue(sse_response([*text_chunks([], finish_reason=None), *[piece] * 20_000]))
+    payload = orjson.dumps(request_body([{"role": "user", "content": "hi"}], stream=True))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((proxy.host, proxy.port))
+    sock.sendall(
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: sk-client-0001\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload
+    )
+    try:  # never read: 160 MB cannot fit in the buffers between here and the upstream
+        mock_upstream.wait_for_requests(1, timeout=10)
+        mock_upstream.wait_for(lambda m: m.last_request.client_disconnected, timeout=30)
+        assert health_answered(proxy) < NORMAL_BUDGET
+    finally:
+        sock.close()
+
+
+# ------------------------------------------------------------- 4. unbounded upstream bodies
+
+
+def test_an_oversized_upstream_body_is_a_502_not_a_memory_spike(
+    attack_proxy: Callable[..., ProxyHandle], mock_upstream: MockUpstream
+) -> None:
+    from mock_upstream import completion, json_response
+
+    proxy = attack_proxy(MAX_UPSTREAM_RESPONSE_BYTES=str(1024 * 1024))
+    huge = completion("x" * (5 * 1024 * 1024))
+    mock_upstream.enqueue(json_response(huge), json_response(huge), json_response(huge))
+    for stream in (False, True):  # the non-streaming read, and the JSON replay of a stream
+        body = request_body([{"role": "user", "content": "hi"}], stream=stream)
+        response = httpx.post(proxy.url("/v1/messages"), json=body, headers=CLIENT, timeout=30)
+        assert response.status_code == 502, response.text[:300]
+        assert "MAX_UPSTREAM_RESPONSE_BYTES" in response.json()["error"]["message"]
+    response = httpx.get(proxy.url("/test-connection"), headers=CLIENT, timeout=30)
+    assert response.status_code == 502, response.text[:300]
+    assert "MAX_UPSTREAM_RESPONSE_BYTES" in response.text
+
+
+# ------------------------------------------------------------------ 7. memory amplification
+
+
+def test_counting_tokens_of_a_large_body_peaks_at_a_small_multiple_of_it() -> None:
+    """tiktoken's token list cost ~36 bytes per token: 233 MB extra for a 31.5 MB body."""
+    script = (
+        "import resource, orjson\n"
+        "from claude_code_proxy.tokens import count_request_tokens, count_text_tokens\n"
+        "count_text_tokens('warm up')\n"
+        "raw = orjson.dumps({'model': 'm', 'messages': [{'role': 'user', "
+        "'content': 'hello world ' * 2_600_000}]})\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "count_request_tokens(orjson.loads(raw))\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(len(raw), (peak - base) * 1024)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    size, extra = map(int, out.stdout.split())
+    assert extra < 3 * size, f"{extra / 1e6:.0f} MB extra for a {size / 1e6:.0f} MB body"
+
+
+def test_concurrent_large_bodies_are_bounded(attack_proxy: Callable[..., ProxyHandle]) -> None:
+    proxy = attack_proxy(MAX_LARGE_BODIES="1", BODY_TIMEOUT="3", PDF_TIMEOUT="8")
+    # One large body in progress (5 MB, and a PDF bomb that keeps it busy) holds the slot ...
+    holder_body = pdf_request(pdf_bomb())
+    holder_body["messages"][0]["content"][0]["text"] = "x" * (5 * 1024 * 1024)
+    holder = Attack(
+        lambda: httpx.post(proxy.url("/v1/messages"), json=holder_body, headers=CLIENT, timeout=60)
+    )
+    time.sleep(1.0)
+    # ... so a second one waits, then gets a 503 instead of another copy in memory.
+    body = request_body([{"role": "user", "content": "y" * (5 * 1024 * 1024)}])
+    response = httpx.post(
+        proxy.url("/v1/messages/count_tokens"), json=body, headers=CLIENT, timeout=30
+    )
+    assert response.status_code == 503, response.text[:300]
+    assert "MAX_LARGE_BODIES" in response.json()["error"]["message"]
+    assert holder.running
+    assert health_answered(proxy) < NORMAL_BUDGET
+    assert holder.wait().status_code == 413  # translated and sent; the mock refuses > 1 MB

@@ -28,6 +28,7 @@ from starlette.types import Send
 from claude_code_proxy import __version__
 from claude_code_proxy.asgi import CancelOnDisconnect, RequestIdMiddleware, start_sse
 from claude_code_proxy.auth import client_key, upstream_key
+from claude_code_proxy.capped import read_capped
 from claude_code_proxy.capture import Capture
 from claude_code_proxy.config import Settings
 from claude_code_proxy.exchange import Exchange
@@ -51,20 +52,36 @@ logger = logging.getLogger(__name__)
 MODELS_LIMIT_MAX = 1000
 MODELS_LIMIT_DEFAULT = 20
 MODEL_CREATED_AT = "2025-01-01T00:00:00Z"
+#: Bodies above this size count against MAX_LARGE_BODIES (Claude Code's are mostly smaller).
+LARGE_BODY_BYTES = 4 * 1024 * 1024
 
 
 def _json_error(error: ProxyError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw request body, capped in size (413 beyond the cap)."""
+async def read_body(request: Request, limit: int, timeout: float = 60.0) -> bytes:
+    """The raw request body, capped in size (413) and in time (408, BODY_TIMEOUT)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise ProxyError(413, "request_too_large", f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - loop.time()))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise ProxyError(
+                408,
+                "timeout_error",
+                f"request body not received within {timeout:g}s (BODY_TIMEOUT)",
+                {"connection": "close"},
+            ) from None
         size += len(chunk)
         if size > limit:
             raise ProxyError(413, "request_too_large", f"request body exceeds {limit} bytes")
@@ -97,6 +114,7 @@ class Proxy:
         )
         self.json_logs = settings.log_format == "json"
         self.warned_doubled_v1 = False
+        self.large_bodies = asyncio.Semaphore(settings.max_large_bodies)
         self.pdf = PdfExtractor(
             PdfLimits(
                 max_pages=settings.max_pdf_pages,
@@ -136,15 +154,18 @@ class Proxy:
         try:
             key = upstream_key(request.headers, self.settings)
             record.client = key_id(client_key(request.headers) or key)
-            raw = await read_body(request, self.settings.max_request_bytes)
-            if self.capture is not None:
-                secrets = [key, client_key(request.headers) or ""]
-                capture = self.capture.session(record.request_id, secrets)
-                capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
-            body = parse_json(raw)
-            session = request.headers.get("x-claude-code-session-id")
-            documents = await self._pdf_texts(body)
-            translated, profile = self._translate(body, session, record, documents)
+            async with self._body_slot(request):
+                raw = await self._read_body(request)
+                if self.capture is not None:
+                    secrets = [key, client_key(request.headers) or ""]
+                    capture = self.capture.session(record.request_id, secrets)
+                    capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
+                body = parse_json(raw)
+                del raw
+                session = request.headers.get("x-claude-code-session-id")
+                documents = await self._pdf_texts(body)
+                translated, profile = self._translate(body, session, record, documents)
+                del body
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
             finish(record, self.metrics, json_logs=self.json_logs)
@@ -172,22 +193,26 @@ class Proxy:
         from claude_code_proxy.tokens import count_request_tokens
 
         record = RequestRecord(_request_id(request), "count_tokens")
+        loop = asyncio.get_running_loop()
         try:
             upstream_key(request.headers, self.settings)
-            body = parse_json(await read_body(request, self.settings.max_request_bytes))
-            if not isinstance(body, dict):
-                raise ProxyError(400, "invalid_request_error", "request body must be a JSON object")
-            if not isinstance(body.get("model"), str) or not body["model"]:
-                raise ProxyError(400, "invalid_request_error", "model: field required")
-            if not isinstance(body.get("messages"), list):
-                raise ProxyError(400, "invalid_request_error", "messages: field required")
+            async with self._body_slot(request):
+                body = parse_json(await self._read_body(request))
+                if not isinstance(body, dict):
+                    raise ProxyError(
+                        400, "invalid_request_error", "request body must be a JSON object"
+                    )
+                if not isinstance(body.get("model"), str) or not body["model"]:
+                    raise ProxyError(400, "invalid_request_error", "model: field required")
+                if not isinstance(body.get("messages"), list):
+                    raise ProxyError(400, "invalid_request_error", "messages: field required")
+                count = await loop.run_in_executor(None, count_request_tokens, body)
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
             finish(record, self.metrics, json_logs=self.json_logs)
             return _json_error(error)
         record.client_model = body["model"]
         record.upstream_model = map_model(body["model"], self.settings)
-        count = await asyncio.get_running_loop().run_in_executor(None, count_request_tokens, body)
         record.status, record.input_tokens = 200, count
         finish(record, None, json_logs=self.json_logs)
         if self.metrics:
@@ -279,7 +304,8 @@ class Proxy:
             async with self.upstream.lease(key) as session:
                 response = await self.upstream.post_chat(session, payload, key)
                 try:
-                    data = orjson.loads(await response.read())
+                    raw = await read_capped(response, self.settings.max_upstream_response_bytes)
+                    data = orjson.loads(raw)
                 finally:
                     response.release()
         except ProxyError as error:
@@ -319,6 +345,32 @@ class Proxy:
                 seen.add(model)
                 entries.append(_model_entry(model, model))
         return entries
+
+    async def _read_body(self, request: Request) -> bytes:
+        s = self.settings
+        return await read_body(request, s.max_request_bytes, s.body_timeout)
+
+    @contextlib.asynccontextmanager
+    async def _body_slot(self, request: Request) -> AsyncIterator[None]:
+        """At most MAX_LARGE_BODIES bodies over LARGE_BODY_BYTES are read, parsed and
+        translated at once: that phase holds several copies of the body in memory."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) <= LARGE_BODY_BYTES:
+            yield
+            return
+        try:
+            await asyncio.wait_for(self.large_bodies.acquire(), self.settings.body_timeout)
+        except asyncio.TimeoutError:
+            raise ProxyError(
+                503,
+                "overloaded_error",
+                "the proxy is busy with other large requests (MAX_LARGE_BODIES); retry shortly",
+                {"retry-after": "1"},
+            ) from None
+        try:
+            yield
+        finally:
+            self.large_bodies.release()
 
     async def _pdf_texts(self, body: Any) -> dict[str, str] | None:
         """Text of the body's base64 PDFs, extracted off the event loop (pdf_worker.py),

@@ -289,6 +289,8 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
 
     import uvicorn
 
+    from claude_code_proxy.limits import server_options
+
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -296,6 +298,7 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         "access_log": settings.log_level in ("INFO", "DEBUG"),
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         "server_header": False,
+        **server_options(settings),
     }
     if workers > 1:
         # Check the port before the banner; PORT=0 becomes the free port the banner names.

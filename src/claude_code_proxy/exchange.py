@@ -17,7 +17,8 @@ import aiohttp
 import orjson
 from starlette.types import Send
 
-from claude_code_proxy.asgi import EventSender, send_json, start_sse
+from claude_code_proxy.asgi import ClientTooSlow, EventSender, send_json, start_sse
+from claude_code_proxy.capped import read_capped
 from claude_code_proxy.capture import CaptureSession
 from claude_code_proxy.config import Settings
 from claude_code_proxy.metrics import Metrics
@@ -104,7 +105,7 @@ class Exchange:
         try:
             response = await self._post(session)
             try:
-                raw = await response.read()
+                raw = await read_capped(response, self.settings.max_upstream_response_bytes)
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
                 raise _timeout(self.settings) from None
             except aiohttp.ClientError as exc:
@@ -178,7 +179,7 @@ class Exchange:
     async def _replay_json(self, send: Send, response: aiohttp.ClientResponse) -> None:
         """The upstream ignored `stream: true` and answered JSON: stream that message."""
         try:
-            raw = await response.read()
+            raw = await read_capped(response, self.settings.max_upstream_response_bytes)
             if self.capture is not None:
                 self.capture.add("3-upstream-response", raw)
             message = self._message(raw)
@@ -211,13 +212,14 @@ class Exchange:
         )
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
-        sender = EventSender(send, self.settings.ping_interval)
+        sender = EventSender(send, self.settings.ping_interval, self.settings.write_timeout)
         self.record.status = 200
         first = encode_events(translator.start())
         if capture is not None:
             capture.add("4-client-response", first)
-        await sender.start(first)
+        too_slow = False
         try:
+            await sender.start(first)
             async for events in translate_stream(
                 response, translator, tap, self.settings.max_sse_event_bytes
             ):
@@ -227,6 +229,11 @@ class Exchange:
                 if capture is not None:
                     capture.add("4-client-response", data)
                 await sender.write(data)
+        except ClientTooSlow as exc:
+            # Nothing more can reach this client: give up, and the upstream call with it
+            # (the response is released unread, which closes its connection).
+            logger.warning("%s: upstream request aborted", exc)
+            too_slow = True
         except asyncio.CancelledError:
             # Client gone (nothing to tell) or server shutting down: end the stream
             # properly so a client still listening sees an error, not a cut.
@@ -248,10 +255,14 @@ class Exchange:
             self.record.usage(
                 anthropic_usage(translator.usage, fallback_input=translator.input_tokens)
             )
+        if too_slow:
+            self.record.status, self.record.error_type = 499, "client_too_slow"
+            return
         # Finish reading the upstream body first (bounded): the connection then goes back to
         # the pool before the client can send its next request. message_stop is already out.
         await drain(response, tap)
-        await sender.close()
+        with contextlib.suppress(ClientTooSlow):
+            await sender.close()
 
 
 def _internal_failure(translator: StreamTranslator) -> list[dict[str, Any]]:
