@@ -522,3 +522,123 @@ def test_concurrent_large_bodies_are_bounded(attack_proxy: Callable[..., ProxyHa
     assert holder.running
     assert health_answered(proxy) < NORMAL_BUDGET
     assert holder.wait().status_code == 413  # translated and sent; the mock refuses > 1 MB
+
+
+# ------------------------------------------------------------------------------------ leaks
+
+QUERY_SECRET = "qsecret-0123456789abcdef"
+
+
+class GarbageServer:
+    """Answers every connection with bytes that are not HTTP (aiohttp then quotes the URL)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n")
+                except OSError:
+                    pass
+
+
+def test_a_key_in_the_base_url_query_never_reaches_clients_or_captures(
+    proxy_factory: ProxyFactory, tmp_path: Path
+) -> None:
+    garbage = GarbageServer()
+    proxy = proxy_factory(
+        OPENAI_BASE_URL=f"http://127.0.0.1:{garbage.port}/v1?api_key={QUERY_SECRET}",
+        CAPTURE_DIR=str(tmp_path / "captures"),
+        MAX_RETRIES="0",
+    )
+    body = request_body([{"role": "user", "content": "hi"}])
+    response = httpx.post(proxy.url("/v1/messages"), json=body, headers=CLIENT, timeout=30)
+    assert response.status_code == 502, response.text
+    assert "[redacted]" in response.text  # the URL is quoted, without its query
+    probe = httpx.get(proxy.url("/test-connection"), headers=CLIENT, timeout=30)
+    for text in (response.text, probe.text):
+        assert QUERY_SECRET not in text
+    captured = b"".join(p.read_bytes() for p in (tmp_path / "captures").rglob("*") if p.is_file())
+    assert captured and QUERY_SECRET.encode() not in captured
+    garbage.sock.close()
+
+
+def test_key_labels_in_metrics_are_keyed_hashes(
+    proxy: ProxyHandle, mock_upstream: MockUpstream
+) -> None:
+    import hashlib
+
+    key = "sk-weak-proxy-key"
+    body = request_body([{"role": "user", "content": "hi"}])
+    response = httpx.post(
+        proxy.url("/v1/messages"), json=body, headers={**CLIENT, "x-api-key": key}, timeout=30
+    )
+    assert response.status_code == 200
+    metrics = httpx.get(proxy.url("/metrics"), timeout=10).text
+    assert "ccp_client_requests" in metrics
+    assert hashlib.sha256(key.encode()).hexdigest()[:16] not in metrics
+
+
+def test_client_values_cannot_forge_log_lines_and_queries_are_not_logged(
+    proxy_factory: ProxyFactory,
+    mock_upstream: MockUpstream,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    proxy = proxy_factory(uvicorn_options={"log_level": "info", "access_log": True})
+    caplog.set_level("INFO", logger="claude_code_proxy.access")
+    body = request_body([{"role": "user", "content": "hi"}])
+    body["model"] = "claude-x\n2026-01-01 INFO forged status=200"
+    httpx.post(proxy.url("/v1/messages"), json=body, headers=CLIENT, timeout=30)
+    httpx.get(proxy.url("/health?key=sk-in-query-0123456789&x=%0Aforged"), timeout=10)
+    lines = [r.getMessage() for r in caplog.records if r.name == "claude_code_proxy.access"]
+    assert lines and all("\n" not in line for line in lines), lines
+    output = capfd.readouterr()
+    access = output.out + output.err
+    assert "/health" in access, access
+    assert "sk-in-query-0123456789" not in access
+    assert "\nforged" not in access
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "complaint"),
+    [
+        ("CUSTOM_HEADER_AUTHORIZATION ", "Bearer x", "not a valid header name"),
+        ("CUSTOM_HEADER_X_TENANT", "abc\r\nx-injected: 1", "line break"),
+        ("CUSTOM_HEADER_TRANSFER_ENCODING", "chunked", "framing"),
+        ("CUSTOM_HEADER_CONNECTION", "close", "framing"),
+    ],
+)
+def test_custom_headers_are_validated_at_start_up(name: str, value: str, complaint: str) -> None:
+    from claude_code_proxy.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match=complaint):
+        Settings.from_env({"OPENAI_API_KEY": "sk-x", name: value})
+
+
+def test_capture_files_are_private(
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, tmp_path: Path
+) -> None:
+    proxy = proxy_factory(CAPTURE_DIR=str(tmp_path / "captures"))
+    body = request_body([{"role": "user", "content": "hi"}])
+    assert httpx.post(proxy.url("/v1/messages"), json=body, headers=CLIENT, timeout=30)
+    deadline = time.monotonic() + 10
+    while not list((tmp_path / "captures").rglob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    files = [p for p in (tmp_path / "captures").rglob("*") if p.is_file()]
+    folders = [p for p in (tmp_path / "captures").rglob("*") if p.is_dir()]
+    assert files and folders
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in files)
+    assert all(p.stat().st_mode & 0o777 == 0o700 for p in [tmp_path / "captures", *folders])

@@ -38,6 +38,7 @@ from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.pdf_worker import PdfExtractor, PdfLimits
 from claude_code_proxy.pool import key_id
 from claude_code_proxy.providers import CapabilityTable, Profile
+from claude_code_proxy.redact import install_log_filters, query_secrets, set_key_hash_secret
 from claude_code_proxy.translate.chat.request import TranslatedRequest, translate_request
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.documents import pdf_sources
@@ -109,6 +110,7 @@ class Proxy:
         self.table = CapabilityTable.from_file(settings.provider_profiles)
         self.upstream = Upstream(settings, self.table, self.metrics)
         secrets = [s for s in (settings.openai_api_key, settings.anthropic_api_key) if s]
+        secrets += query_secrets(settings.openai_base_query)
         self.capture = (
             Capture(settings.capture_dir, secrets=secrets) if settings.capture_dir else None
         )
@@ -484,10 +486,12 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     """Build the ASGI app; its lifespan opens and closes the upstream connection pool."""
+    set_key_hash_secret(settings.key_hash_secret)
     proxy = Proxy(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        install_log_filters()  # after the server configured its loggers
         await proxy.upstream.start()
         try:
             yield

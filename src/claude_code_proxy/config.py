@@ -19,6 +19,24 @@ PROTECTED_HEADERS = frozenset(
     {"authorization", "api-key", "content-type", "content-length", "host", "accept"}
 )
 
+# Headers about the connection or the message framing (RFC 9110 §7.6.1, §6.4): the HTTP
+# client owns them.
+HOP_BY_HOP_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-encoding",
+        "expect",
+    }
+)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\x21-\x7e\x80-\U0010ffff]*(?:[ \t]+[\x21-\x7e\x80-\U0010ffff]+)*")
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message says how to fix it."""
@@ -244,13 +262,31 @@ def _without_credentials(parts: SplitResult) -> str:
 
 
 def _custom_headers(env: Mapping[str, str]) -> dict[str, str]:
+    """CUSTOM_HEADER_<NAME>=value → `name: value`, checked against RFC 9110 at start-up
+    (a bad one would otherwise break, or silently change, every upstream request)."""
     headers = {}
     for key, value in env.items():
         if key.startswith(CUSTOM_HEADER_PREFIX) and value:
             name = key[len(CUSTOM_HEADER_PREFIX) :].replace("_", "-").lower()
+            if not _TOKEN.fullmatch(name):
+                raise ConfigError(
+                    f"{key!r}: {name!r} is not a valid header name (letters, digits and "
+                    "!#$%&'*+-.^_`|~ only; no spaces)"
+                )
             if name in PROTECTED_HEADERS:
                 raise ConfigError(
                     f"{key}: the {name} header is set by the proxy and cannot be overridden"
+                )
+            if name in HOP_BY_HOP_HEADERS:
+                raise ConfigError(
+                    f"{key}: {name} is a connection or message-framing header; the HTTP "
+                    "client sets it, a custom value would break every request"
+                )
+            value = value.strip(" \t")
+            if not _FIELD_VALUE.fullmatch(value):
+                raise ConfigError(
+                    f"{key}: the value contains a line break or control character, "
+                    "which a header value cannot hold"
                 )
             headers[name] = value
     return headers

@@ -18,6 +18,7 @@ from claude_code_proxy.config import Settings
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.pool import ClientPool
 from claude_code_proxy.providers import CapabilityTable
+from claude_code_proxy.redact import redact_url_queries
 from claude_code_proxy.translate.errors import (
     ParameterFix,
     ProxyError,
@@ -142,8 +143,10 @@ class Upstream:
                 error = ProxyError(
                     502,
                     "api_error",
-                    f"cannot resolve upstream host {exc.host} (DNS): {exc.strerror or exc}; "
-                    "check OPENAI_BASE_URL",
+                    redact_url_queries(
+                        f"cannot resolve upstream host {exc.host} (DNS): {exc.strerror or exc}; "
+                        "check OPENAI_BASE_URL"
+                    ),
                 )
                 if exc.os_error.errno in _UNKNOWN_HOST:
                     raise error from None  # a name that does not exist will not appear on retry
@@ -151,12 +154,14 @@ class Upstream:
                 error = ProxyError(
                     502,
                     "api_error",
-                    f"cannot connect to upstream {self.host}: {exc.strerror or exc}",
+                    redact_url_queries(
+                        f"cannot connect to upstream {self.host}: {exc.strerror or exc}"
+                    ),
                 )
             except aiohttp.ClientError as exc:
-                error = ProxyError(
-                    502, "api_error", f"upstream {self.host} failed: {type(exc).__name__}: {exc}"
-                )
+                # aiohttp quotes the full URL, whose query may hold a key (OPENAI_BASE_URL).
+                detail = redact_url_queries(f"{type(exc).__name__}: {exc}")
+                error = ProxyError(502, "api_error", f"upstream {self.host} failed: {detail}")
             else:
                 if response.status < 400:
                     return response
@@ -177,7 +182,7 @@ class Upstream:
                 error = map_upstream_error(
                     status, raw, response_headers, prompt_tokens=prompt_tokens
                 )
-                error.message = redact_secrets(error.message, (api_key,))
+                error.message = redact_url_queries(redact_secrets(error.message, (api_key,)))
                 wait = retry_after_seconds(response_headers) if status in WAIT_STATUSES else None
                 if wait is not None:
                     # The upstream said when: wait that long ourselves only if it is short,
