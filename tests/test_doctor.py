@@ -20,9 +20,9 @@ from claude_code_proxy.cli import main
 from claude_code_proxy.doctor import (
     Check,
     Reply,
-    _contains_model,
-    _model_ids,
+    contains_model,
     format_check,
+    model_ids,
     sse_events,
     summary,
 )
@@ -458,13 +458,13 @@ def test_reply_records_stream_errors() -> None:
 
 
 def test_model_matching_and_listing() -> None:
-    assert _contains_model(["llama3.1:latest"], "llama3.1")
-    assert _contains_model(["llama3.1"], "llama3.1:latest")
-    assert _contains_model(["models/gemini-2.5-pro"], "gemini-2.5-pro")
-    assert not _contains_model(["gpt-4o-mini"], "gpt-4o")
-    assert _model_ids({"data": [{"id": "a"}, {"id": "b"}]}) == ["a", "b"]
-    assert _model_ids({"models": [{"name": "x"}]}) == ["x"]
-    assert _model_ids(["not", "a", "list"]) is None
+    assert contains_model(["llama3.1:latest"], "llama3.1")
+    assert contains_model(["llama3.1"], "llama3.1:latest")
+    assert contains_model(["models/gemini-2.5-pro"], "gemini-2.5-pro")
+    assert not contains_model(["gpt-4o-mini"], "gpt-4o")
+    assert model_ids({"data": [{"id": "a"}, {"id": "b"}]}) == ["a", "b"]
+    assert model_ids({"models": [{"name": "x"}]}) == ["x"]
+    assert model_ids(["not", "a", "list"]) is None
 
 
 def test_table_formatting_and_summary() -> None:

@@ -36,10 +36,10 @@ from claude_code_proxy.models import ALIASES, configured_models, map_model, mapp
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.pool import key_id
 from claude_code_proxy.providers import CapabilityTable, Profile
+from claude_code_proxy.translate.chat.request import TranslatedRequest, translate_request
+from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
-from claude_code_proxy.translate.request import TranslatedRequest, translate_request
-from claude_code_proxy.translate.response import message_to_events
 from claude_code_proxy.translate.sse import encode_events
 from claude_code_proxy.upstream import Upstream
 

@@ -1,0 +1,48 @@
+"""What the checks share: the settings, the report, and what earlier checks found out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from claude_code_proxy.config import Settings
+from claude_code_proxy.doctor.report import Report, Status
+from claude_code_proxy.launcher import client_key
+
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass
+class Context:
+    """One doctor run. Later checks read the flags earlier ones set (a rejected key skips
+    the chat checks, a missing model is not chatted with)."""
+
+    settings: Settings
+    environ: Mapping[str, str]
+    report: Report
+    chat: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+    key: str = ""
+    auth_failed: bool = False
+    base_url_doubled: bool = False
+    missing_models: set[str] = field(default_factory=set)
+    #: Context windows (tokens) the model list reports, by model id.
+    context_windows: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.settings.openai_api_key or client_key(self.settings)
+        s = self.settings
+        self.report.secrets.extend([s.openai_api_key, s.anthropic_api_key, self.key])
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.settings.openai_base_url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.settings.openai_base_url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    def add(self, name: str, status: Status, detail: str, fix: str = "") -> None:
+        self.report.add(name, status, detail, fix)
