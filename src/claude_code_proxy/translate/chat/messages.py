@@ -311,6 +311,7 @@ class MessageConverter:
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
         pending: dict[str, str] = {}
+        sent_ids: set[str] = set()  # pending's values, for O(1) duplicate checks
         reasoning: list[str] = []
         details: list[Any] = []
         thought_signature: str | None = None  # Gemini's, for the next tool call
@@ -329,7 +330,7 @@ class MessageConverter:
                     )
                 client_id = _id_text(block.get("id") or f"call_{position}_{index}")
                 call_id = self._tool_id(client_id)
-                if call_id in pending.values() or client_id in pending:
+                if call_id in sent_ids or client_id in pending:
                     # Two calls of one turn with one upstream id (the upstream repeated it, or
                     # the client did): the later one gets an id of its own, so results pair.
                     call_id = upstream_tool_id(f"{client_id}#{index}")
@@ -360,6 +361,7 @@ class MessageConverter:
                         call["extra_content"] = {"google": {"thought_signature": thought_signature}}
                     thought_signature = None
                 calls.append(call)
+                sent_ids.add(call_id)
                 # A repeated client id pairs with its first call; the later one stays unanswered.
                 pending[client_id if client_id not in pending else f"{client_id}#{index}"] = call_id
                 self.call_names[call_id] = name
