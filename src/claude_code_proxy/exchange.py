@@ -24,6 +24,7 @@ from claude_code_proxy.config import Settings
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.providers import Profile
+from claude_code_proxy.redact import query_secrets, redact_url_queries
 from claude_code_proxy.translate.chat.request import TranslatedRequest
 from claude_code_proxy.translate.chat.response import message_to_events, translate_completion
 from claude_code_proxy.translate.chat.stream import StreamTranslator
@@ -97,6 +98,10 @@ class Exchange:
             for call in rescue.rescued:
                 self.metrics.rescued_tool_calls.labels(call.form).inc()
 
+    def _secrets(self) -> tuple[str, ...]:
+        """What upstream text must never show the client: the key, the base URL's query."""
+        return (self.key, *query_secrets(self.settings.openai_base_query))
+
     async def _fail(self, send: Send, error: ProxyError) -> None:
         self.record.status, self.record.error_type = error.status, error.error_type
         body = error.body()
@@ -165,7 +170,7 @@ class Exchange:
                 completion["error"],
                 prompt_tokens=self.translated.estimated_input_tokens or None,
             )
-            error.message = redact_secrets(error.message, (self.key,))
+            error.message = redact_url_queries(redact_secrets(error.message, self._secrets()))
             raise error
         return translate_completion(
             completion,
@@ -226,7 +231,7 @@ class Exchange:
             expect_usage="stream_options" in self.translated.payload,
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
-            secrets=(self.key,),
+            secrets=self._secrets(),
             tool_names=self.translated.tool_names,
             rescue=self.rescue,
         )

@@ -23,6 +23,8 @@ _URL_QUERY = re.compile(r"(\bhttps?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _LOGFMT_PLAIN = re.compile(r"[^\s\"=\\\x00-\x1f\x7f\x85\u2028\u2029]*")
 
+_FORMATTER = logging.Formatter()
+
 _key_secret = secrets.token_bytes(32)
 
 
@@ -74,6 +76,9 @@ class LogSafetyFilter(logging.Filter):
             record.args = {k: _safe(v) for k, v in args.items()}
         if isinstance(record.msg, str) and "://" in record.msg:
             record.msg = redact_url_queries(record.msg)
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text: an exception quoting a URL is redacted once, here.
+            record.exc_text = redact_url_queries(_FORMATTER.formatException(record.exc_info))
         return True
 
 
