@@ -56,6 +56,8 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     # Explicit client model id (or glob pattern) → upstream model, checked before BIG/MIDDLE/SMALL.
     model_map: dict[str, str] = field(default_factory=dict)
+    # Upstream dialect: Chat Completions, the Responses API, or chosen per model (docs/responses.md).
+    upstream_api: str = "auto"
 
     @property
     def dynamic_keys(self) -> bool:
@@ -114,6 +116,9 @@ class Settings:
                 get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             model_map=_model_map(get("MODEL_MAP")),
+            upstream_api=_choice(
+                get("UPSTREAM_API"), "UPSTREAM_API", ("auto", "chat", "responses")
+            ),
         )
         settings.check_exposure()
         return settings
