@@ -67,6 +67,8 @@ class ResponseScript:
 
     model: str = "gpt-5-codex"
     chunk: int = 6
+    #: How text is cut into deltas (default: `chunk` characters each).
+    split: Callable[[str], list[str]] | None = None
     response_id: str = field(default_factory=lambda: _new_id("resp"))
     items: list[dict[str, Any]] = field(default_factory=list)
     #: Per item: the events between its `output_item.added` and `output_item.done`.
@@ -85,7 +87,7 @@ class ResponseScript:
             part = {"type": "summary_text", "text": ""}
             base = {"item_id": rid, "output_index": index, "summary_index": s}
             body.append({"type": "response.reasoning_summary_part.added", **base, "part": part})
-            for piece in _split(text, self.chunk):
+            for piece in self._pieces(text):
                 body.append(
                     {"type": "response.reasoning_summary_text.delta", **base, "delta": piece}
                 )
@@ -111,7 +113,7 @@ class ResponseScript:
                 {"type": "response.content_part.added", **base, "part": {**part, "refusal": ""}},
                 *(
                     {"type": "response.refusal.delta", **base, "delta": piece}
-                    for piece in _split(text, self.chunk)
+                    for piece in self._pieces(text)
                 ),
                 {"type": "response.refusal.done", **base, "refusal": text},
                 {"type": "response.content_part.done", **base, "part": part},
@@ -122,7 +124,7 @@ class ResponseScript:
                 {"type": "response.content_part.added", **base, "part": {**part, "text": ""}},
                 *(
                     {"type": "response.output_text.delta", **base, "delta": piece, "logprobs": []}
-                    for piece in _split(text, self.chunk)
+                    for piece in self._pieces(text)
                 ),
                 {"type": "response.output_text.done", **base, "text": text, "logprobs": []},
                 {"type": "response.content_part.done", **base, "part": part},
@@ -145,7 +147,7 @@ class ResponseScript:
         base = {"item_id": fid, "output_index": index}
         body = [
             {"type": "response.function_call_arguments.delta", **base, "delta": piece}
-            for piece in _split(args, self.chunk)
+            for piece in self._pieces(args)
         ]
         body.append({"type": "response.function_call_arguments.done", **base, "arguments": args})
         item = {
@@ -157,6 +159,10 @@ class ResponseScript:
             "arguments": args,
         }
         return self._add(item, body)
+
+    def _pieces(self, text: str) -> list[str]:
+        pieces = self.split(text) if self.split is not None else _split(text, self.chunk)
+        return pieces or [""]
 
     def _add(self, item: dict[str, Any], body: list[dict[str, Any]]) -> ResponseScript:
         self.items.append(item)

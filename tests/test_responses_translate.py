@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +19,11 @@ from claude_code_proxy.translate.reasoning import decode_signature, encode_signa
 from claude_code_proxy.translate.responses.request import translate_request
 from claude_code_proxy.translate.responses.response import translate_response
 from claude_code_proxy.translate.responses.stream import ResponsesStreamTranslator
-from claude_code_proxy.translate.sse import encode_events
+from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from mock_responses import (
     ResponseScript,
     check_request,
+    encode,
     error_event,
     number,
     responses_usage,
@@ -519,3 +521,41 @@ def test_invalid_arguments_are_repaired_and_a_stream_without_end_is_incomplete()
     translator, _raw = run(ResponseScript().text("abc").events()[:-1])
     assert not translator.ended  # the exchange fails such a stream: no terminal event yet
     assert translator.fail("api_error", "closed")[-1]["type"] == "error"
+
+
+def test_sse_decoder_reads_event_lines_on_the_fast_and_the_slow_path() -> None:
+    events = ResponseScript().reasoning("r").text("héllo wörld").events()
+    raw = b"".join(encode(e) for e in events)
+    fast = SSEDecoder().feed(raw)
+    slow_decoder = SSEDecoder()
+    slow = [p for i in range(len(raw)) for p in slow_decoder.feed(raw[i : i + 1])]
+    crlf = SSEDecoder().feed(raw.replace(b"\n", b"\r\n"))
+    assert [json.loads(p) for p in fast] == [json.loads(p) for p in slow] == events
+    assert [json.loads(p) for p in crlf] == events
+
+
+def test_bench_mock_speaks_the_openai_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/mock.py's pre-encoded Responses stream: valid events the translator reads."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from bench.mock import responses_events
+
+    events = responses_events(12)
+    number([{k: v for k, v in e.items() if k != "sequence_number"} for e in events])
+    stream = streamed(events, expect_error=False)
+    assert stream.text == "".join(e["delta"] for e in events if "delta" in e)
+    assert stream.usage["output_tokens"] == 12
+
+
+def test_mock_rejects_what_the_api_rejects() -> None:
+    base = {"model": "gpt-5-codex", "input": [{"role": "user", "content": "hi"}]}
+    assert check_request(base) is None
+    chat_tools = {**base, "tools": [{"type": "function", "function": {"name": "f"}}]}
+    assert "flat" in (check_request(chat_tools) or "")
+    assistant = {
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "input_text", "text": "x"}],
+    }
+    assert "output_text" in (check_request({**base, "input": [assistant]}) or "")
+    orphan = {"type": "function_call_output", "call_id": "call_x", "output": "1"}
+    assert "No tool call" in (check_request({**base, "input": [orphan]}) or "")
