@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError
+from claude_code_proxy.translate.ids import carried_upstream_id
 from claude_code_proxy.translate.options import TranslationOptions
 from claude_code_proxy.translate.reasoning import decode_signature, encode_signature
 from claude_code_proxy.translate.responses.request import translate_request
@@ -299,7 +300,7 @@ def test_reasoning_item_round_trips_before_its_function_call() -> None:
     )
     thinking, tool_use = message["content"]
     assert thinking["thinking"] == "**Plan**\n\nread the file\n\nthen edit it"
-    assert tool_use["id"] == "call_R1"  # the upstream's own id, given back unchanged
+    assert carried_upstream_id(tool_use["id"]) == "call_R1"  # the upstream's id rides along
     # Claude Code may keep only type, thinking and signature of a thinking block.
     echoed = {k: thinking[k] for k in ("type", "thinking", "signature")}
     next_turn = [
@@ -431,7 +432,7 @@ def test_reasoning_text_and_calls_stream_in_order() -> None:
     stream = streamed(script.events(), expect_error=False)
     assert [b["type"] for b in stream.content] == ["thinking", "text", "tool_use", "tool_use"]
     assert stream.thinking == "first part\n\nsecond part"
-    assert [t["id"] for t in stream.tool_uses] == ["call_1", "call_2"]
+    assert [carried_upstream_id(t["id"]) for t in stream.tool_uses] == ["call_1", "call_2"]
     assert stream.tool_uses[0]["input"] == {"file_path": "/tmp/a.txt"}
     assert stream.stop_reason == "tool_use"
     state = decode_signature(stream.content[0]["signature"])

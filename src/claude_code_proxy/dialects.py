@@ -18,6 +18,7 @@ from claude_code_proxy.translate.chat.response import translate_completion
 from claude_code_proxy.translate.chat.stream import StreamTranslator
 from claude_code_proxy.translate.errors import ProxyError
 from claude_code_proxy.translate.options import TranslatedRequest, TranslationOptions
+from claude_code_proxy.translate.rescue import RescueContext
 from claude_code_proxy.translate.responses.request import translate_request as responses_request
 from claude_code_proxy.translate.responses.response import translate_response
 from claude_code_proxy.translate.responses.stream import ResponsesStreamTranslator
@@ -60,11 +61,22 @@ class RequestTranslator(Protocol):
 class Dialect:
     api: Api
     translate_request: RequestTranslator
-    reply: Callable[[dict[str, Any], TranslatedRequest, Profile], dict[str, Any]]
-    stream: Callable[[TranslatedRequest, Profile, tuple[str, ...]], StreamTranslation]
+    # (reply body, request, profile, rescue of tool calls written as text) → Message
+    reply: Callable[
+        [dict[str, Any], TranslatedRequest, Profile, RescueContext | None], dict[str, Any]
+    ]
+    # (request, profile, secrets to redact, rescue) → stream translator
+    stream: Callable[
+        [TranslatedRequest, Profile, tuple[str, ...], RescueContext | None], StreamTranslation
+    ]
 
 
-def _chat_reply(body: dict[str, Any], translated: TranslatedRequest, profile: Profile) -> Event:
+def _chat_reply(
+    body: dict[str, Any],
+    translated: TranslatedRequest,
+    profile: Profile,
+    rescue: RescueContext | None,
+) -> Event:
     return translate_completion(
         body,
         client_model=translated.client_model,
@@ -73,11 +85,15 @@ def _chat_reply(body: dict[str, Any], translated: TranslatedRequest, profile: Pr
         think_tags=profile.think_tags,
         stash_reasoning=profile.stash_reasoning,
         tool_names=translated.tool_names,
+        rescue=rescue,
     )
 
 
 def _chat_stream(
-    translated: TranslatedRequest, profile: Profile, secrets: tuple[str, ...]
+    translated: TranslatedRequest,
+    profile: Profile,
+    secrets: tuple[str, ...],
+    rescue: RescueContext | None,
 ) -> StreamTranslation:
     return StreamTranslator(
         model=translated.client_model,
@@ -88,11 +104,15 @@ def _chat_stream(
         stash_reasoning=profile.stash_reasoning,
         secrets=secrets,
         tool_names=translated.tool_names,
+        rescue=rescue,
     )
 
 
 def _responses_reply(
-    body: dict[str, Any], translated: TranslatedRequest, profile: Profile
+    body: dict[str, Any],
+    translated: TranslatedRequest,
+    profile: Profile,
+    rescue: RescueContext | None,
 ) -> Event:
     if body.get("object") not in ("response", None) or not isinstance(body.get("output"), list):
         raise ProxyError(502, "api_error", "upstream returned JSON that is not a Response")
@@ -105,7 +125,10 @@ def _responses_reply(
 
 
 def _responses_stream(
-    translated: TranslatedRequest, profile: Profile, secrets: tuple[str, ...]
+    translated: TranslatedRequest,
+    profile: Profile,
+    secrets: tuple[str, ...],
+    rescue: RescueContext | None,
 ) -> StreamTranslation:
     return ResponsesStreamTranslator(
         model=translated.client_model,

@@ -27,6 +27,7 @@ from claude_code_proxy.providers import Profile
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
 from claude_code_proxy.translate.options import TranslatedRequest
+from claude_code_proxy.translate.rescue import RescueContext, offered_tools
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
 from claude_code_proxy.upstream import ResponsesOnly, Upstream
@@ -52,6 +53,12 @@ class Exchange:
     # Re-translates the request for the Responses API, when Chat Completions may refuse the
     # model as Responses-only (UPSTREAM_API=auto): the self-healing switch.
     switch: Callable[[], TranslatedRequest] | None = None
+    rescue: RescueContext | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile.rescue_tool_calls and self.dialect is CHAT:
+            tools = offered_tools(self.translated.payload)
+            self.rescue = RescueContext(tools) if tools else None
 
     async def run(self, send: Send) -> None:
         if self.capture is not None:
@@ -73,9 +80,20 @@ class Exchange:
             if active is not None:
                 active.dec()
             finish(self.record, self.metrics, json_logs=self.settings.log_format == "json")
+            if self.rescue is not None and self.rescue.rescued:
+                self._count_rescued(self.rescue)
             if self.capture is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.capture.write())
+
+    def _count_rescued(self, rescue: RescueContext) -> None:
+        forms = ", ".join(call.form for call in rescue.rescued)
+        logger.info(
+            "turned %d tool call(s) written as text into tool_use (%s)", len(rescue.rescued), forms
+        )
+        if self.metrics is not None:
+            for call in rescue.rescued:
+                self.metrics.rescued_tool_calls.labels(call.form).inc()
 
     async def _fail(self, send: Send, error: ProxyError) -> None:
         self.record.status, self.record.error_type = error.status, error.error_type
@@ -91,7 +109,7 @@ class Exchange:
             if self.switch is None:
                 raise
             # The model answers only on the Responses API: ask there once, and remember it.
-            self.translated, self.dialect = self.switch(), RESPONSES
+            self.translated, self.dialect, self.rescue = self.switch(), RESPONSES, None
             if self.capture is not None:
                 self.capture.add_json("2-upstream-request", self.translated.payload)
             response = await self._post_once(session)
@@ -165,7 +183,7 @@ class Exchange:
             )
             error.message = redact_secrets(error.message, (self.key,))
             raise error
-        return self.dialect.reply(completion, self.translated, self.profile)
+        return self.dialect.reply(completion, self.translated, self.profile, self.rescue)
 
     # ------------------------------------------------------------------ streaming
 
@@ -208,7 +226,7 @@ class Exchange:
         await send({"type": "http.response.body", "body": body})
 
     async def _relay(self, send: Send, response: aiohttp.ClientResponse) -> None:
-        translator = self.dialect.stream(self.translated, self.profile, (self.key,))
+        translator = self.dialect.stream(self.translated, self.profile, (self.key,), self.rescue)
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
         sender = EventSender(send, self.settings.ping_interval)

@@ -61,6 +61,10 @@ class Profile:
             return "chat" if choice == "chat" else "responses"
         return "responses" if self.responses_api and self.responses_only else "chat"
 
+    # Turn tool calls the model wrote as text into tool_use (translate/rescue.py): for servers
+    # that may not parse them; hosted providers parse their models' calls themselves.
+    rescue_tool_calls: bool = True
+
     def options(self, *, max_tokens_limit: int | None) -> TranslationOptions:
         limits = [n for n in (max_tokens_limit, self.max_output_tokens) if n]
         return TranslationOptions(
@@ -95,7 +99,9 @@ _ROUTER_PINNED = frozenset(
     {"reasoning_param", "reasoning_echo", "stash_reasoning", "efforts", "thought_signatures"}
 )
 PINNED = "pinned"
-_AZURE: Overrides = {"name": "azure", "pdf_as_file": True, "responses_api": True}
+# Hosted providers parse their models' tool calls: no rescuing of calls written as text.
+_HOSTED: Overrides = {"rescue_tool_calls": False}
+_AZURE: Overrides = {"name": "azure", "pdf_as_file": True, "responses_api": True, **_HOSTED}
 # Models OpenAI serves only on the Responses API (on OpenAI and Azure hosts).
 _RESPONSES_ONLY: Overrides = {"responses_only": True}
 
@@ -110,6 +116,7 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
             "prompt_cache_key": True,
             "think_tags": False,
             "responses_api": True,
+            **_HOSTED,
         },
     ),
     ("*.openai.azure.com", {**_AZURE, "think_tags": False}),
@@ -125,6 +132,7 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
             "reasoning_echo": "reasoning_details",
             "stash_reasoning": True,
             "forward_top_k": True,
+            **_HOSTED,
             PINNED: _ROUTER_PINNED,
         },
     ),
@@ -135,14 +143,20 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
             "reasoning_param": "deepseek",
             "reasoning_echo": "reasoning_content",
             "stash_reasoning": True,
+            **_HOSTED,
         },
     ),
     (
         "generativelanguage.googleapis.com",
-        {"name": "gemini", "schema_dialect": "gemini", "reasoning_param": "reasoning_effort"},
+        {
+            "name": "gemini",
+            "schema_dialect": "gemini",
+            "reasoning_param": "reasoning_effort",
+            **_HOSTED,
+        },
     ),
-    ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral"}),
-    ("api.groq.com", {"name": "groq"}),
+    ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral", **_HOSTED}),
+    ("api.groq.com", {"name": "groq", **_HOSTED}),
     ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning"}),
     ("*:1234", {"name": "lmstudio"}),
     ("*:8080", {"name": "llama.cpp", "forward_top_k": True}),

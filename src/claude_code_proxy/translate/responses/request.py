@@ -26,7 +26,7 @@ from claude_code_proxy.translate.content import (
     system_texts,
 )
 from claude_code_proxy.translate.errors import RequestValidationError
-from claude_code_proxy.translate.ids import upstream_tool_id
+from claude_code_proxy.translate.ids import upstream_call_id
 from claude_code_proxy.translate.options import TranslatedRequest, TranslationOptions
 from claude_code_proxy.translate.parts import PartBuilder
 from claude_code_proxy.translate.reasoning import (
@@ -245,7 +245,7 @@ class InputBuilder(PartBuilder):
         for index, block in blocks(content, position):
             kind = block.get("type")
             if kind == "tool_result":
-                call_id = upstream_tool_id(block.get("tool_use_id", ""))
+                call_id = upstream_call_id(block.get("tool_use_id", ""))
                 text, files = self.tool_result_content(block)
                 if call_id in self.pending_calls and call_id not in outputs:
                     outputs[call_id] = _output(call_id, text)
@@ -318,7 +318,8 @@ class InputBuilder(PartBuilder):
             raise RequestValidationError(
                 f"messages.{position}.content.{index}.name: a tool_use needs a name"
             )
-        call_id = upstream_tool_id(block.get("id") or f"call_{position}_{index}")
+        # The upstream's own call_id when the client's id carries it (docs/tool-ids.md).
+        call_id = upstream_call_id(block.get("id") or f"call_{position}_{index}")
         tool_input = block.get("input")
         try:
             arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()

@@ -11,29 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from claude_code_proxy.translate.errors import ProxyError, embedded_error
-from claude_code_proxy.translate.ids import (
-    is_valid_tool_id,
-    new_message_id,
-    new_tool_use_id,
-    upstream_tool_id,
-)
+from claude_code_proxy.translate.ids import client_tool_id, new_message_id
 from claude_code_proxy.translate.reasoning import encode_signature
 from claude_code_proxy.translate.tool_args import parse_arguments
 from claude_code_proxy.translate.usage import anthropic_usage
 
 SUMMARY_SEPARATOR = "\n\n"
-
-
-def client_tool_id(call_id: Any) -> str:
-    """The tool_use id for a `call_id`: the id itself when the request side gives it back
-    unchanged (see `upstream_tool_id`), so the upstream gets its own id back byte for byte."""
-    if (
-        isinstance(call_id, str)
-        and is_valid_tool_id(call_id)
-        and upstream_tool_id(call_id) == call_id
-    ):
-        return call_id
-    return new_tool_use_id()
 
 
 def summary_texts(item: dict[str, Any]) -> list[str]:
@@ -107,6 +90,7 @@ def translate_response(
     if not isinstance(output, list):
         raise ProxyError(502, "api_error", "upstream returned a response without output")
     names = tool_names or {}
+    reply_id = message_id or new_message_id()
     content: list[dict[str, Any]] = []
     refused = False
     chars = 0
@@ -134,7 +118,10 @@ def translate_response(
             content.append(
                 {
                     "type": "tool_use",
-                    "id": client_tool_id(item.get("call_id")),
+                    # The upstream's call_id rides in the client's id (docs/tool-ids.md).
+                    "id": client_tool_id(
+                        _text_or_none(item.get("call_id")), f"{reply_id}:{len(content)}"
+                    ),
                     "name": names.get(name, name),
                     "input": parse_arguments(arguments if isinstance(arguments, str) else None),
                 }
@@ -147,7 +134,7 @@ def translate_response(
     if not usage["output_tokens"] and chars:
         usage["output_tokens"] = max(1, chars // 4)
     return {
-        "id": message_id or new_message_id(),
+        "id": reply_id,
         "type": "message",
         "role": "assistant",
         "model": client_model,
@@ -156,6 +143,10 @@ def translate_response(
         "stop_sequence": sequence,
         "usage": usage,
     }
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def message_text(item: dict[str, Any]) -> tuple[str, str]:

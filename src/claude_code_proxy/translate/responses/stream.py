@@ -18,10 +18,9 @@ import logging
 from typing import Any
 
 from claude_code_proxy.translate.errors import redact_secrets
-from claude_code_proxy.translate.ids import new_message_id
+from claude_code_proxy.translate.ids import client_tool_id, new_message_id
 from claude_code_proxy.translate.responses.response import (
     SUMMARY_SEPARATOR,
-    client_tool_id,
     failure,
     message_text,
     reasoning_signature,
@@ -327,9 +326,12 @@ class ResponsesStreamTranslator:
     # --------------------------------------------------------------- tool calls
 
     def _open_tool(self, item: _Item, out: list[Event]) -> None:
+        call_id = item.final.get("call_id")
+        # The upstream's call_id rides in the client's id (docs/tool-ids.md), salted per block.
+        salt = f"{self.message_id}:{self._next_index}"
         block = {
             "type": "tool_use",
-            "id": client_tool_id(item.final.get("call_id")),
+            "id": client_tool_id(call_id if isinstance(call_id, str) and call_id else None, salt),
             "name": self._tool_names.get(item.name, item.name),
             "input": {},
         }
