@@ -46,6 +46,7 @@ from claude_code_proxy.launcher import (
     is_loopback_host,
     mask_key,
     probe_health,
+    probe_key,
     run_command,
     signal_handlers,
 )
@@ -58,10 +59,11 @@ EXIT_STARTUP_FAILURE = 3  # uvicorn's code when it cannot serve (port taken, lif
 # Query parameters of OPENAI_BASE_URL whose values the banner masks.
 SECRET_PARAM = re.compile(r"key|token|secret|sig|pass|auth", re.IGNORECASE)
 
-#: (flag, parameter name, environment variable, click type, help)
+#: (flag, parameter name, environment variable, click type, help). Values stay strings: the
+#: settings validate them as they do the variables, so an error names the variable.
 ENV_FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--host", "host", "HOST", str, "Address to listen on (HOST, default 127.0.0.1)."),
-    ("--port", "port", "PORT", click.IntRange(0, 65535), "Port to listen on (PORT, default 8082)."),
+    ("--port", "port", "PORT", str, "Port to listen on (PORT, default 8082)."),
     (
         "--log-level",
         "log_level",
@@ -89,14 +91,14 @@ ENV_FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
         "--max-tokens-limit",
         "max_tokens_limit",
         "MAX_TOKENS_LIMIT",
-        click.IntRange(min=1),
+        str,
         "Cap on the upstream max tokens (MAX_TOKENS_LIMIT, default none).",
     ),
     (
         "--request-timeout",
         "request_timeout",
         "REQUEST_TIMEOUT",
-        float,
+        str,
         "Seconds the upstream may stay silent (REQUEST_TIMEOUT, default 600).",
     ),
 )
@@ -228,7 +230,7 @@ def banner(settings: Settings, *, workers: int = 1) -> str:
         + (f" ({workers} workers)" if workers > 1 else ""),
         f"  log level      {s.log_level}",
         "  use it with:",
-        f"    ANTHROPIC_BASE_URL={origin} ANTHROPIC_API_KEY={_client_key_hint(s)} claude",
+        f"    ANTHROPIC_BASE_URL={origin} ANTHROPIC_AUTH_TOKEN={_client_key_hint(s)} claude",
         "  or let it start Claude Code for you: claude-code-proxy run -- claude",
     ]
     return "\n".join(lines)
@@ -458,9 +460,14 @@ def doctor(ctx: click.Context, /, no_chat: bool, timeout: float, **options: Any)
     help="Always start a new proxy, even if one answers at HOST:PORT.",
 )
 @click.option(
-    "--auth-token",
-    is_flag=True,
-    help="Pass the key as ANTHROPIC_AUTH_TOKEN (Bearer) instead of ANTHROPIC_API_KEY.",
+    "--auth-token/--api-key",
+    "auth_token",
+    default=True,
+    help=(
+        "Pass the key as ANTHROPIC_AUTH_TOKEN (sent as Bearer; the default: Claude Code asks "
+        "nothing about it) or as ANTHROPIC_API_KEY (interactive Claude Code then asks once "
+        "whether to use it: answer Yes)."
+    ),
 )
 @click.option(
     "--log-file",
@@ -530,8 +537,19 @@ def run(
     _echo_warnings(settings)
 
     proxy: BackgroundProxy | None = None
+    key = client_key(settings)
     if not fresh and probe_health(running_host, settings.port, timeout=2.0):
         base_url = http_origin(running_host, settings.port)
+        rejected = probe_key(running_host, settings.port, key, auth_token=auth_token)
+        if rejected is not None:
+            click.echo(
+                f"error: the proxy already running at {base_url} rejects the key this shell "
+                f"would give the command ({rejected}). It checks a client key (its "
+                "ANTHROPIC_API_KEY): set ANTHROPIC_API_KEY here to that key (environment or "
+                ".env), or use --fresh to start a new proxy with this configuration.",
+                err=True,
+            )
+            sys.exit(EXIT_CONFIG)
         click.echo(
             f"claude-code-proxy: using the proxy already running at {base_url} "
             "(--fresh starts a new one with this configuration)",
@@ -554,9 +572,7 @@ def run(
             f"sonnet→{settings.middle_model}, haiku→{settings.small_model}) on {base_url}",
             err=True,
         )
-    env, notes = child_environment(
-        parent_env, base_url=base_url, key=client_key(settings), auth_token=auth_token
-    )
+    env, notes = child_environment(parent_env, base_url=base_url, key=key, auth_token=auth_token)
     for note in notes:
         click.echo(f"claude-code-proxy: {note}", err=True)
     try:

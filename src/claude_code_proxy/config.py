@@ -5,18 +5,27 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_CLIENT_KEY_PATTERN = r"^sk-\S+$"
+ANY_KEY_PATTERN = r"^\S+$"
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 CUSTOM_HEADER_PREFIX = "CUSTOM_HEADER_"
 # Headers the proxy owns: a custom header may never replace upstream authentication.
 PROTECTED_HEADERS = frozenset(
     {"authorization", "api-key", "content-type", "content-length", "host", "accept"}
 )
+
+
+# An HTTP header name (RFC 9110 token), as a custom header's name must be.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 
 
 class ConfigError(ValueError):
@@ -49,7 +58,9 @@ class Settings:
     ping_interval: float = 10.0
     max_clients: int = 50
     client_idle_timeout: float = 3600.0
-    client_key_pattern: str = r"^sk-\S+$"
+    # None: the default for the upstream (auth.key_pattern): any non-empty key for a
+    # local-server profile (Ollama, LM Studio …), otherwise DEFAULT_CLIENT_KEY_PATTERN.
+    client_key_pattern: str | None = None
     log_format: str = "text"
     capture_dir: str | None = None
     metrics_require_auth: bool = False
@@ -108,7 +119,7 @@ class Settings:
             ),
             client_key_pattern=_pattern(get("CLIENT_KEY_PATTERN"), cls.client_key_pattern),
             log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", ("text", "json")),
-            capture_dir=get("CAPTURE_DIR"),
+            capture_dir=_capture_dir(get("CAPTURE_DIR")),
             metrics_require_auth=_bool(get("METRICS_REQUIRE_AUTH"), "METRICS_REQUIRE_AUTH"),
             shutdown_grace_seconds=_float(
                 get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
@@ -231,12 +242,43 @@ def _custom_headers(env: Mapping[str, str]) -> dict[str, str]:
     for key, value in env.items():
         if key.startswith(CUSTOM_HEADER_PREFIX) and value:
             name = key[len(CUSTOM_HEADER_PREFIX) :].replace("_", "-").lower()
+            if not HEADER_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"{key}: {name!r} is not a header name; write the name after the prefix, "
+                    "e.g. CUSTOM_HEADER_X_TITLE=my-app sends `x-title: my-app`"
+                )
+            if "\r" in value or "\n" in value:
+                raise ConfigError(f"{key}: the value must be one line")
             if name in PROTECTED_HEADERS:
                 raise ConfigError(
                     f"{key}: the {name} header is set by the proxy and cannot be overridden"
                 )
             headers[name] = value
     return headers
+
+
+def _capture_dir(value: str | None) -> str | None:
+    """A folder the proxy can create (or already has) and write: checked now, not on the
+    first request. Nothing is created here."""
+    if value is None:
+        return None
+    path = Path(value).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        raise ConfigError(f"CAPTURE_DIR={value!r} is a file, not a folder")
+    if not existing.is_dir():
+        raise ConfigError(
+            f"CAPTURE_DIR={value!r} cannot be created: {existing} is a file, not a folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        action = "written" if existing == path else "created"
+        raise ConfigError(
+            f"CAPTURE_DIR={value!r} cannot be {action}: no write permission on {existing} "
+            "(choose a folder this user can write)"
+        )
+    return value
 
 
 def _int(value: str | None, name: str, *, default: int, low: int, high: int | None = None) -> int:
@@ -265,6 +307,8 @@ def _float(value: str | None, name: str, default: float) -> float:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} must be a number of seconds") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}={value!r} must be a finite number of seconds")
     if not number > 0:
         raise ConfigError(f"{name}={value!r} must be greater than 0")
     return number
@@ -297,11 +341,11 @@ def _model_map(value: str | None) -> dict[str, str]:
     return mapping
 
 
-def _pattern(value: str | None, default: str) -> str:
+def _pattern(value: str | None, default: str | None) -> str | None:
     if value is None:
         return default
     if value.lower() in ("any", "*"):
-        return r"^\S+$"
+        return ANY_KEY_PATTERN
     try:
         re.compile(value)
     except re.error as exc:

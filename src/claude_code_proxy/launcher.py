@@ -121,6 +121,30 @@ def probe_health(host: str, port: int, timeout: float = 2.0) -> bool:
     return isinstance(data, dict) and data.get("status") == "healthy"
 
 
+def probe_key(
+    host: str, port: int, key: str, *, auth_token: bool, timeout: float = 5.0
+) -> str | None:
+    """Why the proxy at host:port would refuse `key` (a 401 on `GET /v1/models`, which never
+    calls the upstream), or None when it accepts it (or cannot say)."""
+    header = {"authorization": f"Bearer {key}"} if auth_token else {"x-api-key": key}
+    conn = http.client.HTTPConnection(connect_host(host), port, timeout=timeout)
+    try:
+        conn.request("GET", "/v1/models", headers=header)
+        response = conn.getresponse()
+        body = response.read(8192)
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    if response.status != 401:
+        return None
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body.decode("utf-8", "replace")[:200]
+    return f"401: {message}"
+
+
 class ProxyStartError(RuntimeError):
     """The in-process proxy did not come up (bad profile file, lifespan failure …)."""
 
