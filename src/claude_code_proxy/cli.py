@@ -50,6 +50,7 @@ from claude_code_proxy.launcher import (
     run_command,
     signal_handlers,
 )
+from claude_code_proxy.logs import TEXT_FORMAT, JsonFormatter, json_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -168,8 +169,17 @@ def _settings_or_exit(env: Mapping[str, str]) -> Settings:
     try:
         return Settings.from_env(env)
     except ConfigError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
+        json_mode = env.get("LOG_FORMAT", "").strip().lower() == "json"
+        _say(f"configuration error: {exc}", json_mode=json_mode, level="ERROR")
         sys.exit(EXIT_CONFIG)
+
+
+def _say(text: str, *, json_mode: bool, level: str = "INFO", **fields: Any) -> None:
+    """A line on stderr from `serve`: as written, or (LOG_FORMAT=json) one JSON object, so
+    that every line a log shipper reads parses."""
+    if json_mode:
+        text = json_line(level, "claude_code_proxy.cli", text, **fields)
+    click.echo(text, err=True)
 
 
 # ---------------------------------------------------------------- banner
@@ -293,7 +303,8 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         os.environ.setdefault(key, value)
     overrides = _overrides(flags)
     settings = _settings_or_exit({**os.environ, **overrides})
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    json_mode = settings.log_format == "json"
 
     import uvicorn
 
@@ -305,9 +316,13 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         "server_header": False,
     }
+    if settings.log_format == "json":
+        # uvicorn's loggers then propagate to the JSON root handler (logs.py), its access
+        # lines included, instead of getting uvicorn's text formatters.
+        common["log_config"] = None
     if workers > 1:
         # Check the port before the banner; PORT=0 becomes the free port the banner names.
-        probe = _bind_or_exit(settings.host, settings.port)
+        probe = _bind_or_exit(settings.host, settings.port, json_mode=json_mode)
         port = probe.getsockname()[1]
         probe.close()
         settings = dataclasses.replace(settings, port=port)
@@ -330,10 +345,10 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
     try:
         app = create_app(settings)
     except ValueError as exc:  # e.g. an invalid PROVIDER_PROFILES file
-        click.echo(f"configuration error: {exc}", err=True)
+        _say(f"configuration error: {exc}", json_mode=json_mode, level="ERROR")
         sys.exit(EXIT_CONFIG)
     # Bind first: a port in use fails before the banner, and PORT=0 names the port picked.
-    sock = _bind_or_exit(settings.host, settings.port)
+    sock = _bind_or_exit(settings.host, settings.port, json_mode=json_mode)
     if settings.port != 0:
         sock.close()  # uvicorn binds it again (SO_REUSEADDR), with its own socket options
         _echo_banner(settings, workers)
@@ -348,7 +363,7 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         sys.exit(EXIT_STARTUP_FAILURE)
 
 
-def _bind_or_exit(host: str, port: int) -> socket.socket:
+def _bind_or_exit(host: str, port: int, *, json_mode: bool = False) -> socket.socket:
     """A listening socket on host:port (as uvicorn binds it), or exit 3 saying why not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -365,24 +380,35 @@ def _bind_or_exit(host: str, port: int) -> socket.socket:
                 " (another claude-code-proxy? `claude-code-proxy run` reuses one that is "
                 "running); choose another --port, or --port 0 for a free one"
             )
-        click.echo(f"error: cannot listen on {host}:{port}: {reason}{hint}", err=True)
+        _say(
+            f"error: cannot listen on {host}:{port}: {reason}{hint}",
+            json_mode=json_mode,
+            level="ERROR",
+        )
         sys.exit(EXIT_STARTUP_FAILURE)
     sock.set_inheritable(True)
     return sock
 
 
-def _echo_warnings(settings: Settings) -> None:
+def _echo_warnings(settings: Settings, *, json_mode: bool = False) -> None:
     """The set-up mistakes the doctor would flag, as warnings with their fix."""
     for check in config_problems(settings):
-        click.echo(f"warning: {check.detail}; fix: {check.fix}", err=True)
+        _say(f"warning: {check.detail}; fix: {check.fix}", json_mode=json_mode, level="WARNING")
 
 
 def _echo_banner(settings: Settings, workers: int) -> None:
-    click.echo(banner(settings, workers=workers), err=True)
+    json_mode = settings.log_format == "json"
+    text = banner(settings, workers=workers)
+    if json_mode:
+        origin = f"http://{settings.host}:{settings.port}"
+        lines = [line.strip() for line in text.splitlines()[1:]]
+        _say(f"claude-code-proxy {__version__} listening on {origin}", json_mode=True, banner=lines)
+    else:
+        click.echo(text, err=True)
     warning = settings.exposure_warning()
     if warning is not None:
-        click.echo(f"warning: {warning}", err=True)
-    _echo_warnings(settings)
+        _say(f"warning: {warning}", json_mode=json_mode, level="WARNING")
+    _echo_warnings(settings, json_mode=json_mode)
 
 
 @contextlib.contextmanager
@@ -443,7 +469,7 @@ def doctor(ctx: click.Context, /, no_chat: bool, timeout: float, **options: Any)
         _echo_check(Check("configuration", "FAIL", str(exc), "fix the setting named above"))
         click.echo("problems found: the configuration is invalid")
         sys.exit(EXIT_CONFIG)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     checker = Doctor(settings, env, chat=not no_chat, timeout=timeout, report=_echo_check)
     results = checker.run()
     click.echo(summary(results))
@@ -589,11 +615,13 @@ def run(
 def _configure_run_logging(settings: Settings, log_file: Path | None) -> None:
     """Keep the proxy's log out of the command's terminal unless asked for."""
     if log_file is None:
-        configure_logging("ERROR")
+        configure_logging("ERROR", settings.log_format)
         return
     handler = logging.FileHandler(log_file, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
     root = logging.getLogger()
     root.addHandler(handler)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     root.setLevel(settings.log_level)

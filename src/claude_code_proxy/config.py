@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import math
 import os
 import re
@@ -386,9 +385,8 @@ def _log_level(value: str | None) -> str:
     return level
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("claude_code_proxy").setLevel(level)
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Text lines, or one JSON object per line (logs.py)."""
+    from claude_code_proxy.logs import configure_logging as configure
+
+    configure(level, log_format)
