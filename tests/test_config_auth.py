@@ -149,10 +149,54 @@ def test_allow_unauthenticated_parsing(value: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "proxy.example.org"])
-def test_non_loopback_static_mode_without_client_key_is_refused(host: str) -> None:
+def test_non_loopback_static_mode_without_client_key_is_refused(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolve_as(monkeypatch, {"proxy.example.org": "203.0.113.7"})
     with pytest.raises(ConfigError) as excinfo:
         settings(HOST=host, **STATIC)
     assert "ANTHROPIC_API_KEY" in str(excinfo.value)
+    assert "listens beyond this machine" in str(excinfo.value)
+
+
+def resolve_as(monkeypatch: pytest.MonkeyPatch, names: dict[str, str]) -> None:
+    """Name resolution without DNS: `names` resolve, every other name fails."""
+    import socket
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        if host not in names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("127.0.0.l", "is not a valid IP address"),
+        ("300.1.1.1", "is not a valid IP address"),
+        ("0.0.0.0:8082", "the port goes in PORT"),
+        ("my host", "is not an IP address or a host name"),
+        ("locahost", "does not resolve"),
+    ],
+)
+def test_a_mistyped_host_is_said_to_be_one(
+    host: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: not the "listens beyond this machine" security error."""
+    resolve_as(monkeypatch, {})
+    with pytest.raises(ConfigError) as excinfo:
+        settings(HOST=host, **STATIC)
+    message = str(excinfo.value)
+    assert said in message and f"HOST={host!r}" in message
+    assert "listens beyond" not in message
+
+
+def test_a_host_name_for_this_machine_needs_no_client_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve_as(monkeypatch, {"ip6-localhost": "::1", "me.internal": "127.0.1.1"})
+    assert settings(HOST="ip6-localhost", **STATIC).host == "ip6-localhost"
+    assert settings(HOST="me.internal", **STATIC).host == "me.internal"
 
 
 def test_blank_anthropic_key_does_not_count_as_protection() -> None:

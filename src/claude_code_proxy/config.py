@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ class Settings:
             big_model=big,
             middle_model=get("MIDDLE_MODEL") or big,
             small_model=get("SMALL_MODEL") or cls.small_model,
-            host=get("HOST") or cls.host,
+            host=_host(get("HOST")) or cls.host,
             port=_int(get("PORT"), "PORT", default=cls.port, low=0, high=65535),
             log_level=_log_level(get("LOG_LEVEL")),
             max_tokens_limit=_optional_int(get("MAX_TOKENS_LIMIT"), "MAX_TOKENS_LIMIT"),
@@ -134,6 +135,8 @@ class Settings:
             return
         if self.allow_unauthenticated:
             return
+        if _is_name(self.host) and _resolves_to_loopback(self.host):
+            return  # a name for this machine only, e.g. ip6-localhost
         raise ConfigError(
             f"HOST={self.host} listens beyond this machine, OPENAI_API_KEY is set and "
             "ANTHROPIC_API_KEY is not: anyone who can reach the port would spend your "
@@ -157,6 +160,57 @@ class Settings:
             "server). Limit who can connect (firewall, `-p 127.0.0.1:PORT:PORT`), or set "
             "OPENAI_API_KEY and ANTHROPIC_API_KEY; ALLOW_UNAUTHENTICATED=true silences this."
         )
+
+
+def _is_name(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host != "localhost"
+    return False
+
+
+def _resolves_to_loopback(host: str) -> bool:
+    """Whether the name resolves, to loopback addresses only; a name that does not resolve
+    is a typo, said as such rather than as a security problem."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        raise ConfigError(
+            f"HOST={host!r} does not resolve to an address of this machine (a typo?); use "
+            "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from None
+    return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host(value: str | None) -> str | None:
+    """An IP address or a host name: a mistyped address is said to be one, not taken for a
+    name that "listens beyond this machine"."""
+    if value is None:
+        return None
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return value
+    labels = value.split(".")
+    if ":" in value:
+        problem = "is not an address (the port goes in PORT; IPv6 as ::1 or [::1])"
+    elif all(label.isdigit() for label in labels if label) or (
+        len(labels) == 4 and sum(label.isdigit() for label in labels) >= 3
+    ):
+        problem = "is not a valid IP address"
+    elif not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        problem = "is not an IP address or a host name"
+    else:
+        return value
+    raise ConfigError(
+        f"HOST={value!r} {problem}: use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+    )
 
 
 def is_loopback(host: str) -> bool:
