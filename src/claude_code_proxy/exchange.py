@@ -27,6 +27,7 @@ from claude_code_proxy.translate.chat.request import TranslatedRequest
 from claude_code_proxy.translate.chat.response import message_to_events, translate_completion
 from claude_code_proxy.translate.chat.stream import StreamTranslator
 from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
+from claude_code_proxy.translate.rescue import RescueContext, offered_tools
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
 from claude_code_proxy.upstream import Upstream
@@ -48,10 +49,16 @@ class Exchange:
     profile: Profile
     key: str
     capture: CaptureSession | None = None
+    rescue: RescueContext | None = None
     #: The client went away (CancelOnDisconnect says so before cancelling the work).
     client_left: bool = False
     #: The client has the whole reply: an end after this point is no error.
     completed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.profile.rescue_tool_calls:
+            tools = offered_tools(self.translated.payload)
+            self.rescue = RescueContext(tools) if tools else None
 
     def client_disconnected(self) -> None:
         self.client_left = True
@@ -84,9 +91,20 @@ class Exchange:
             if active is not None:
                 active.dec()
             finish(self.record, self.metrics, json_logs=self.settings.log_format == "json")
+            if self.rescue is not None and self.rescue.rescued:
+                self._count_rescued(self.rescue)
             if self.capture is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.capture.write())
+
+    def _count_rescued(self, rescue: RescueContext) -> None:
+        forms = ", ".join(call.form for call in rescue.rescued)
+        logger.info(
+            "turned %d tool call(s) written as text into tool_use (%s)", len(rescue.rescued), forms
+        )
+        if self.metrics is not None:
+            for call in rescue.rescued:
+                self.metrics.rescued_tool_calls.labels(call.form).inc()
 
     async def _fail(self, send: Send, error: ProxyError) -> None:
         self.record.status, self.record.error_type = error.status, error.error_type
@@ -167,6 +185,7 @@ class Exchange:
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
             tool_names=self.translated.tool_names,
+            rescue=self.rescue,
         )
 
     # ------------------------------------------------------------------ streaming
@@ -220,6 +239,7 @@ class Exchange:
             stash_reasoning=self.profile.stash_reasoning,
             secrets=(self.key,),
             tool_names=self.translated.tool_names,
+            rescue=self.rescue,
         )
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None

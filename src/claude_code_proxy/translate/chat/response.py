@@ -13,6 +13,7 @@ from claude_code_proxy.translate.reasoning import (
     encode_signature,
     split_think_tags,
 )
+from claude_code_proxy.translate.rescue import RescueContext, RescuedCall, rescue_text
 from claude_code_proxy.translate.tool_args import dump_json, parse_arguments, split_objects
 from claude_code_proxy.translate.usage import anthropic_usage
 
@@ -100,8 +101,11 @@ def translate_completion(
     think_tags: bool = False,
     stash_reasoning: bool = False,
     tool_names: dict[str, str] | None = None,
+    rescue: RescueContext | None = None,
 ) -> dict[str, Any]:
     """A non-streaming OpenAI response as an Anthropic `Message`.
+
+    With `rescue`, tool calls the model wrote as text become `tool_use` blocks (rescue.py).
 
     Raises ProxyError (502 api_error) when the upstream answered 2xx without a result: no
     choices, or a generation that ended in `error` / `abort`.
@@ -132,15 +136,25 @@ def translate_completion(
         block = {"type": "thinking", "thinking": thinking, "signature": signature}
         content.append(block)
     refusal = message.get("refusal")
-    if isinstance(refusal, str) and refusal:
-        text = f"{text}\n\n{refusal}" if text else refusal
-    if text:
-        content.append({"type": "text", "text": text})
     calls = message.get("tool_calls")
     if not isinstance(calls, list):
         legacy = message.get("function_call")
         calls = [{"function": legacy}] if isinstance(legacy, dict) else []
     chars = len(thinking) + len(text)
+    rescued: list[RescuedCall] = []
+    if rescue is not None and rescue.tools and text and not calls and not refusal:
+        text, rescued = rescue_text(text, rescue.tools)
+        if rescued and not text.strip():
+            text = ""
+        rescue.rescued.extend(rescued)
+    if isinstance(refusal, str) and refusal:
+        text = f"{text}\n\n{refusal}" if text else refusal
+    if text:
+        content.append({"type": "text", "text": text})
+    for found in rescued:
+        client_name = names.get(found.name, found.name)
+        block = {"type": "tool_use", "id": new_tool_use_id(), "name": client_name}
+        content.append({**block, "input": found.arguments})
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
