@@ -512,7 +512,7 @@ def test_run_warns_about_settings_file_overrides(
     err = result.stderr
     assert "warning:" in err
     assert '"env" sets ANTHROPIC_BASE_URL=https://api.anthropic.com' in err
-    assert "ANTHROPIC_API_KEY=sk-…me" in err
+    assert "ANTHROPIC_API_KEY=sk-ant-…me" in err
     assert secret not in result.output
     assert report["health"] == 200
 
@@ -628,7 +628,7 @@ def test_serve_warns_about_set_up_mistakes(fake_uvicorn: FakeUvicorn) -> None:
     err = result.stderr
     assert "warning: OPENAI_BASE_URL=http://127.0.0.1:9/v1/v1 contains /v1 twice" in err
     assert "fix: OPENAI_BASE_URL=http://127.0.0.1:9/v1" in err
-    assert "warning: OPENAI_API_KEY=sk-…le looks like an Anthropic key" in err
+    assert "warning: OPENAI_API_KEY=sk-ant-…le looks like an Anthropic key" in err
     assert "sk-ant-api03-wrong-variable" not in result.output
 
 

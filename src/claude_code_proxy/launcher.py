@@ -52,11 +52,21 @@ SECRET_ENV = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
 CLOUD_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
 
 
+#: Public key prefixes shown whole by the mask: `sk-ant-` is what makes a key recognisably
+#: Anthropic's (the doctor warns about one in OPENAI_API_KEY, and must show why).
+KNOWN_KEY_PREFIXES = ("sk-ant-",)
+
+
 def mask_key(value: str | None) -> str:
     """Enough of a key to recognise it, never enough to use it."""
     if not value:
         return "(not set)"
-    return f"{value[:3]}…{value[-2:]}" if len(value) > 8 else "***"
+    if len(value) <= 8:
+        return "***"
+    prefix = next((p for p in KNOWN_KEY_PREFIXES if value.startswith(p)), value[:3])
+    if len(value) - len(prefix) < 8:
+        prefix = value[:3]
+    return f"{prefix}…{value[-2:]}"
 
 
 def redact(text: str, secrets: Sequence[str | None]) -> str:
