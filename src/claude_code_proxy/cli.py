@@ -570,9 +570,9 @@ def run(
         if rejected is not None:
             click.echo(
                 f"error: the proxy already running at {base_url} rejects the key this shell "
-                f"would give the command ({rejected}). It checks a client key (its "
-                "ANTHROPIC_API_KEY): set ANTHROPIC_API_KEY here to that key (environment or "
-                ".env), or use --fresh to start a new proxy with this configuration.",
+                f"would give the command ({rejected}). Set ANTHROPIC_API_KEY here (environment "
+                "or .env) to a key it accepts (its own ANTHROPIC_API_KEY; in dynamic mode your "
+                "upstream key), or use --fresh to start a new proxy with this configuration.",
                 err=True,
             )
             sys.exit(EXIT_CONFIG)
