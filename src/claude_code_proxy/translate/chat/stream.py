@@ -20,7 +20,7 @@ from claude_code_proxy.translate.chat.response import (
     thought_signature,
 )
 from claude_code_proxy.translate.errors import embedded_error, redact_secrets
-from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
+from claude_code_proxy.translate.ids import client_tool_id, new_message_id
 from claude_code_proxy.translate.reasoning import (
     PLAIN_SIGNATURE,
     ThinkTagSplitter,
@@ -53,7 +53,6 @@ class _ToolCall:
     """
 
     __slots__ = (
-        "anthropic_id",
         "chunks",
         "closed",
         "emitted",
@@ -70,7 +69,6 @@ class _ToolCall:
         self.upstream_id: str | None = None
         self.name: str | None = None
         self.google: str | None = None  # Gemini's thought signature
-        self.anthropic_id = new_tool_use_id()
         self.scanner = JsonPrefixScanner()
         self.chunks: list[str] = []  # every argument character received, in order
         self.received = 0
@@ -484,9 +482,11 @@ class StreamTranslator:
             out.append({"type": "content_block_stop", "index": index})
             self._open = None
         name = call.name or ""
+        # The upstream's id rides in the client's (docs/tool-ids.md), salted per block.
+        salt = f"{self.message_id}:{self._next_index}"
         block: dict[str, Any] = {
             "type": "tool_use",
-            "id": call.anthropic_id,
+            "id": client_tool_id(call.upstream_id, salt),
             "name": self._tool_names.get(name, name),
             "input": {},
         }
