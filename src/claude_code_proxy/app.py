@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,7 @@ from claude_code_proxy.auth import client_key, upstream_key
 from claude_code_proxy.capped import read_capped
 from claude_code_proxy.capture import Capture
 from claude_code_proxy.config import Settings
+from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, dialect_for
 from claude_code_proxy.exchange import Exchange
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.models import ALIASES, configured_models, map_model, mapped_model
@@ -39,13 +41,16 @@ from claude_code_proxy.pdf_worker import PdfExtractor, PdfLimits
 from claude_code_proxy.pool import key_id
 from claude_code_proxy.providers import CapabilityTable, Profile
 from claude_code_proxy.redact import install_log_filters, query_secrets, set_key_hash_secret
-from claude_code_proxy.translate.chat.request import TranslatedRequest, translate_request
+from claude_code_proxy.translate.chat.request import translate_request
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.documents import pdf_sources
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
+from claude_code_proxy.translate.options import TranslatedRequest
 from claude_code_proxy.translate.sse import encode_events
 from claude_code_proxy.upstream import Upstream
+from claude_code_proxy.upstream_tokens import DIALECTS, UpstreamTokenizer
+from claude_code_proxy.windows import ContextWindows
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +114,8 @@ class Proxy:
         self.metrics = Metrics(known_models=configured_models(settings))
         self.table = CapabilityTable.from_file(settings.provider_profiles)
         self.upstream = Upstream(settings, self.table, self.metrics)
+        self.windows = ContextWindows(settings, self.table)
+        self.tokenizer = UpstreamTokenizer(settings)
         secrets = [s for s in (settings.openai_api_key, settings.anthropic_api_key) if s]
         secrets += query_secrets(settings.openai_base_query)
         self.capture = (
@@ -166,7 +173,9 @@ class Proxy:
                 del raw
                 session = request.headers.get("x-claude-code-session-id")
                 documents = await self._pdf_texts(body)
-                translated, profile = self._translate(body, session, record, documents)
+                translated, profile, dialect, switch = self._translate(
+                    body, session, record, documents
+                )
                 del body
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
@@ -188,8 +197,10 @@ class Proxy:
             profile=profile,
             key=key,
             capture=capture,
+            dialect=dialect,
+            switch=switch,
         )
-        return CancelOnDisconnect(exchange.run)
+        return CancelOnDisconnect(exchange.run, on_disconnect=exchange.client_disconnected)
 
     async def count_tokens(self, request: Request) -> Response:
         from claude_code_proxy.tokens import count_request_tokens
@@ -197,7 +208,7 @@ class Proxy:
         record = RequestRecord(_request_id(request), "count_tokens")
         loop = asyncio.get_running_loop()
         try:
-            upstream_key(request.headers, self.settings)
+            key = upstream_key(request.headers, self.settings)
             async with self._body_slot(request):
                 body = parse_json(await self._read_body(request))
                 if not isinstance(body, dict):
@@ -208,13 +219,15 @@ class Proxy:
                     raise ProxyError(400, "invalid_request_error", "model: field required")
                 if not isinstance(body.get("messages"), list):
                     raise ProxyError(400, "invalid_request_error", "messages: field required")
-                count = await loop.run_in_executor(None, count_request_tokens, body)
+                record.client_model = body["model"]
+                record.upstream_model = map_model(body["model"], self.settings)
+                count = await self._upstream_count(body, record.upstream_model, key)
+                if count is None:
+                    count = await loop.run_in_executor(None, count_request_tokens, body)
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
             finish(record, self.metrics, json_logs=self.json_logs)
             return _json_error(error)
-        record.client_model = body["model"]
-        record.upstream_model = map_model(body["model"], self.settings)
         record.status, record.input_tokens = 200, count
         finish(record, None, json_logs=self.json_logs)
         if self.metrics:
@@ -294,17 +307,18 @@ class Proxy:
         try:
             key = upstream_key(request.headers, self.settings)
             model = self.settings.small_model
-            options = self.table.profile(self.settings.openai_base_url, model).options(
-                max_tokens_limit=None
-            )
-            payload = {
-                "model": model,
-                "messages": [{"role": "user", "content": "Reply with the word ok."}],
-                options.max_tokens_field: 16,
-            }
+            profile = self.table.profile(self.settings.openai_base_url, model)
+            api = profile.upstream_api(self.settings.upstream_api)
+            prompt = "Reply with the word ok."
+            payload: dict[str, Any] = {"model": model}
+            if api == "responses":
+                payload.update(input=prompt, max_output_tokens=16, store=False)
+            else:
+                payload["messages"] = [{"role": "user", "content": prompt}]
+                payload[profile.max_tokens_field] = 16
             started = time.perf_counter()
             async with self.upstream.lease(key) as session:
-                response = await self.upstream.post_chat(session, payload, key)
+                response = await self.upstream.post_chat(session, payload, key, api=api)
                 try:
                     raw = await read_capped(response, self.settings.max_upstream_response_bytes)
                     data = orjson.loads(raw)
@@ -331,6 +345,22 @@ class Proxy:
         )
 
     # ------------------------------------------------------------- internals
+
+    async def _upstream_count(self, body: dict[str, Any], model: str, key: str) -> int | None:
+        """The upstream tokenizer's count of the translated prompt, when it has one."""
+        profile = self.table.profile(self.settings.openai_base_url, model)
+        server = self.windows.server or profile.name
+        if server not in DIALECTS:
+            return None
+        try:
+            translated = translate_request(
+                {**body, "max_tokens": 1, "stream": False},
+                upstream_model=model,
+                options=profile.options(max_tokens_limit=None),
+            )
+        except RequestValidationError:
+            return None
+        return await self.tokenizer.count(translated.payload, server, key)
 
     def _model_entries(self) -> list[dict[str, Any]]:
         s = self.settings
@@ -392,7 +422,10 @@ class Proxy:
         session: str | None,
         record: RequestRecord,
         documents: dict[str, str] | None = None,
-    ) -> tuple[TranslatedRequest, Profile]:
+    ) -> tuple[TranslatedRequest, Profile, Dialect, Callable[[], TranslatedRequest] | None]:
+        """The translated request, its profile and dialect, and (UPSTREAM_API=auto on Chat
+        Completions) how to re-translate it for the Responses API should the model need it.
+        `documents`: the text of the body's base64 PDFs, extracted beforehand."""
         model = body.get("model") if isinstance(body, dict) else None
         upstream_model = map_model(model, self.settings) if isinstance(model, str) else ""
         record.client_model, record.upstream_model = (
@@ -401,18 +434,35 @@ class Proxy:
         )
         profile = self.table.profile(self.settings.openai_base_url, upstream_model)
         options = profile.options(max_tokens_limit=self.settings.max_tokens_limit)
-        try:
-            translated = translate_request(
+        dialect = dialect_for(profile, self.settings.upstream_api)
+
+        def translate(target: Dialect) -> TranslatedRequest:
+            return target.translate_request(
                 body,
                 upstream_model=upstream_model,
                 options=options,
                 session_id=session,
                 documents=documents,
             )
+
+        try:
+            translated = translate(dialect)
         except RequestValidationError as exc:
             raise ProxyError(400, "invalid_request_error", str(exc)) from None
         record.stream = translated.stream
-        return translated, profile
+        window = self.windows.window(upstream_model)
+        if window is not None and translated.estimated_input_tokens > window.tokens:
+            # Known not to fit: the error Claude Code compacts on, without the upstream call.
+            raise ProxyError(
+                400,
+                "invalid_request_error",
+                f"prompt is too long: {translated.estimated_input_tokens} tokens > "
+                f"{window.tokens} maximum",
+            )
+        switch = None
+        if dialect is CHAT and self.settings.upstream_api == "auto":
+            switch = partial(translate, RESPONSES)
+        return translated, profile, dialect, switch
 
     def _empty_reply(self, translated: TranslatedRequest) -> Response | CancelOnDisconnect:
         """`max_tokens: 0` (cache pre-warm) generates nothing: no upstream call at all."""
@@ -493,10 +543,13 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         install_log_filters()  # after the server configured its loggers
         await proxy.upstream.start()
+        proxy.windows.start()
         try:
             yield
         finally:
             proxy.pdf.close()
+            await proxy.windows.stop()
+            await proxy.tokenizer.close()
             await proxy.upstream.close()
 
     routes = [
@@ -532,5 +585,5 @@ def create_app_from_env() -> Starlette:
     from claude_code_proxy.config import configure_logging
 
     settings = Settings.from_env(os.environ)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

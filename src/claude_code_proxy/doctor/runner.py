@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import aiohttp
@@ -64,8 +65,8 @@ class Doctor:
         session = aiohttp.ClientSession(timeout=timeout, skip_auto_headers=("User-Agent",))
         async with session:
             available = await AuthenticationCheck().run(ctx, session)
-        ModelsCheck().run(ctx, available)
-        ContextWindowCheck().run(ctx)
+            ModelsCheck().run(ctx, available)
+            await ContextWindowCheck().run(ctx, session)
         if not ctx.chat:
             return
         if ctx.auth_failed:
@@ -89,15 +90,31 @@ class Doctor:
 
     async def chat_checks(self) -> None:
         ctx = self.ctx
-        targets = [t for t in self.targets() if t.upstream not in ctx.missing_models]
+        targets = []
+        for target in self.targets():
+            if target.upstream in ctx.missing_models:
+                # Said, not silently dropped: the model row above failed.
+                ctx.add(
+                    "chat checks",
+                    "SKIP",
+                    f"skipped for {target.var} '{target.upstream}': not in the model list",
+                )
+            else:
+                targets.append(target)
         if not targets:
             ctx.add("chat checks", "SKIP", "skipped: no mapped model exists upstream")
             return
-        proxy = BackgroundProxy(ctx.settings)
+        # The windows are known already: no second discovery by the proxy chatted with.
+        proxy = BackgroundProxy(dataclasses.replace(ctx.settings, context_discovery=False))
         try:
             await asyncio.to_thread(proxy.start)
         except (ProxyStartError, OSError, ValueError) as exc:
-            ctx.add("proxy", "FAIL", f"the proxy could not start: {exc}", "see the log above")
+            ctx.add(
+                "proxy",
+                "FAIL",
+                f"the proxy could not start: {exc}",
+                "`claude-code-proxy serve` stops with the same error: fix what it names",
+            )
             return
         try:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=ctx.timeout)

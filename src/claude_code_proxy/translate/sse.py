@@ -82,13 +82,16 @@ class SSEDecoder:
             raise SSEEventTooLarge(f"an upstream SSE event exceeds {self._max} bytes")
 
     def _fast(self, buffer: bytes) -> list[bytes] | None:
-        """The common shape — every event one `data:` line — split without a line loop."""
+        """The common shapes — every event one `data:` line, maybe after one `event:` line
+        (the Responses API) — split without a line loop."""
         records = buffer.split(b"\n\n")
         rest = records.pop()
         if b"\n" in rest:
             return None  # ended lines of an unfinished event: the line loop consumes them
         payloads = []
         for record in records:
+            if record[:6] == b"event:":
+                record = record[record.find(b"\n") + 1 :]
             if record[:6] != b"data: " or b"\n" in record:
                 return None
             payloads.append(record[6:])
