@@ -216,6 +216,17 @@ def test_sixty_thousand_tool_pairs_do_not_block_the_proxy(
     assert response.status_code == 413 and "upstream error" in response.text, response.text
 
 
+def test_both_dialects_pair_sixty_thousand_tool_calls_in_linear_time() -> None:
+    from claude_code_proxy.translate.chat.request import translate_request as chat
+    from claude_code_proxy.translate.responses.request import translate_request as responses
+
+    body = parallel_tool_turns(60_000)
+    for translate in (chat, responses):
+        started = time.monotonic()
+        translate(body, upstream_model="m")
+        assert time.monotonic() - started < NORMAL_BUDGET, translate.__module__
+
+
 def test_request_translation_stays_linear_in_runs_of_same_role_messages() -> None:
     """Runs of user or system messages were merged pairwise (O(N²) copies)."""
     from claude_code_proxy.translate.chat.request import TranslationOptions, translate_request
