@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from claude_code_proxy.providers import CapabilityTable
+from claude_code_proxy.gateway.capabilities import CapabilityTable
 from claude_code_proxy.translate.errors import RequestValidationError
 from claude_code_proxy.translate.ids import upstream_tool_name
 from claude_code_proxy.translate.reasoning import encode_signature

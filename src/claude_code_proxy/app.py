@@ -2,7 +2,7 @@
 
 Request flow: client request → auth → translate request → upstream → translate
 response or stream → client. Translation lives in `translate/`, upstream I/O in
-`upstream.py`, the messages exchange in `exchange.py`; this module wires them.
+`gateway/upstream.py`, the messages exchange in `gateway/exchange.py`; this module wires them.
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ from claude_code_proxy.asgi import CancelOnDisconnect, RequestIdMiddleware, star
 from claude_code_proxy.auth import client_key, upstream_key
 from claude_code_proxy.capture import Capture
 from claude_code_proxy.config import Settings
-from claude_code_proxy.exchange import Exchange
+from claude_code_proxy.gateway.capabilities import CapabilityTable, Profile
+from claude_code_proxy.gateway.exchange import Exchange
+from claude_code_proxy.gateway.pool import key_id
+from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.models import ALIASES, configured_models, map_model, mapped_model
 from claude_code_proxy.observe import RequestRecord, finish
-from claude_code_proxy.pool import key_id
-from claude_code_proxy.providers import CapabilityTable, Profile
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
 from claude_code_proxy.translate.request import TranslatedRequest, translate_request
 from claude_code_proxy.translate.response import message_to_events
 from claude_code_proxy.translate.sse import encode_events
-from claude_code_proxy.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 

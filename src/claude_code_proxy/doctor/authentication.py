@@ -10,8 +10,8 @@ import aiohttp
 from claude_code_proxy.doctor.context import Context
 from claude_code_proxy.doctor.model_list import context_windows, model_ids
 from claude_code_proxy.doctor.replies import error_text
+from claude_code_proxy.gateway.upstream import models_url, upstream_headers
 from claude_code_proxy.launcher import mask_key
-from claude_code_proxy.upstream import models_url, upstream_headers
 
 MAX_BODY = 1024 * 1024
 

@@ -20,16 +20,16 @@ from starlette.types import Send
 from claude_code_proxy.asgi import EventSender, send_json, start_sse
 from claude_code_proxy.capture import CaptureSession
 from claude_code_proxy.config import Settings
+from claude_code_proxy.gateway.capabilities import Profile
+from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
-from claude_code_proxy.providers import Profile
 from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
 from claude_code_proxy.translate.request import TranslatedRequest
 from claude_code_proxy.translate.response import message_to_events, translate_completion
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.stream import StreamTranslator
 from claude_code_proxy.translate.usage import anthropic_usage
-from claude_code_proxy.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 

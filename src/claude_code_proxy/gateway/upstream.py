@@ -15,9 +15,9 @@ import aiohttp
 import orjson
 
 from claude_code_proxy.config import Settings
+from claude_code_proxy.gateway.capabilities import CapabilityTable
+from claude_code_proxy.gateway.pool import ClientPool
 from claude_code_proxy.metrics import Metrics
-from claude_code_proxy.pool import ClientPool
-from claude_code_proxy.providers import CapabilityTable
 from claude_code_proxy.translate.errors import (
     ParameterFix,
     ProxyError,
