@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 
 from bench.mock import stream_events
-from claude_code_proxy.translate.request import translate_request
+from claude_code_proxy.translate.chat.request import translate_request
+from claude_code_proxy.translate.chat.stream import StreamTranslator
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
-from claude_code_proxy.translate.stream import StreamTranslator
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "claude_code_request.json"
 

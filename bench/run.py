@@ -183,7 +183,7 @@ def anthropic_body(workload: Workload) -> dict[str, Any]:
 
 def targets(workload: Workload, servers: Servers) -> tuple[Target, Target]:
     """(direct, proxy): the same request, in OpenAI form to the mock, Anthropic to the proxy."""
-    from claude_code_proxy.translate.request import translate_request
+    from claude_code_proxy.translate.chat.request import translate_request
 
     body = anthropic_body(workload)
     payload = translate_request(body, upstream_model="gpt-4o").payload

@@ -470,7 +470,7 @@ def test_translation_failure_mid_stream_still_ends_with_an_error_event(
     raw_upstream: Callable[[Handler], RawUpstream],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from claude_code_proxy.translate.stream import StreamTranslator
+    from claude_code_proxy.translate.chat.stream import StreamTranslator
 
     feed = StreamTranslator.feed
 

@@ -19,12 +19,12 @@ import pytest
 from pypdf import PdfReader
 
 from claude_code_proxy.gateway.capabilities import profile_for
-from claude_code_proxy.translate.errors import RequestValidationError
-from claude_code_proxy.translate.request import (
+from claude_code_proxy.translate.chat.request import (
     TranslatedRequest,
     TranslationOptions,
     translate_request,
 )
+from claude_code_proxy.translate.errors import RequestValidationError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 UPSTREAM_MODEL = "gpt-upstream"

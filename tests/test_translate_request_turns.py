@@ -9,14 +9,11 @@ from typing import Any
 import pytest
 
 from claude_code_proxy.gateway.capabilities import CapabilityTable
+from claude_code_proxy.translate.chat.messages import GEMINI_SKIP_SIGNATURE
+from claude_code_proxy.translate.chat.request import TranslationOptions, translate_request
 from claude_code_proxy.translate.errors import RequestValidationError
 from claude_code_proxy.translate.ids import upstream_tool_name
 from claude_code_proxy.translate.reasoning import encode_signature
-from claude_code_proxy.translate.request import (
-    GEMINI_SKIP_SIGNATURE,
-    TranslationOptions,
-    translate_request,
-)
 
 PDF = base64.b64encode(b"%PDF-1.4 not a real pdf").decode()
 

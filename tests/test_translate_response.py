@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from claude_code_proxy.translate.errors import ProxyError
-from claude_code_proxy.translate.reasoning import decode_signature
-from claude_code_proxy.translate.response import (
+from claude_code_proxy.translate.chat.response import (
     message_to_events,
     stop_reason,
     translate_completion,
 )
+from claude_code_proxy.translate.errors import ProxyError
+from claude_code_proxy.translate.reasoning import decode_signature
 from claude_code_proxy.translate.tool_args import JsonPrefixScanner, parse_arguments
 from claude_code_proxy.translate.usage import anthropic_usage
 from sse_validator import (

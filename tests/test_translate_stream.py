@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from claude_code_proxy.translate.chat.stream import StreamTranslator
 from claude_code_proxy.translate.reasoning import decode_signature
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
-from claude_code_proxy.translate.stream import StreamTranslator
 from claude_code_proxy.translate.tool_args import parse_arguments
 from sse_validator import ValidatedStream, parse_sse, validate_anthropic_stream
 

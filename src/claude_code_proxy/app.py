@@ -37,10 +37,10 @@ from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.models import ALIASES, configured_models, map_model, mapped_model
 from claude_code_proxy.observe import RequestRecord, finish
+from claude_code_proxy.translate.chat.request import TranslatedRequest, translate_request
+from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
-from claude_code_proxy.translate.request import TranslatedRequest, translate_request
-from claude_code_proxy.translate.response import message_to_events
 from claude_code_proxy.translate.sse import encode_events
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from claude_code_proxy.translate.request import ReasoningEcho, ReasoningParam, TranslationOptions
+from claude_code_proxy.translate.chat.request import (
+    ReasoningEcho,
+    ReasoningParam,
+    TranslationOptions,
+)
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from claude_code_proxy.gateway.capabilities import Profile
 from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
+from claude_code_proxy.translate.chat.request import TranslatedRequest
+from claude_code_proxy.translate.chat.response import message_to_events, translate_completion
+from claude_code_proxy.translate.chat.stream import StreamTranslator
 from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
-from claude_code_proxy.translate.request import TranslatedRequest
-from claude_code_proxy.translate.response import message_to_events, translate_completion
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
-from claude_code_proxy.translate.stream import StreamTranslator
 from claude_code_proxy.translate.usage import anthropic_usage
 
 logger = logging.getLogger(__name__)

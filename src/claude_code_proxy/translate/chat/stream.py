@@ -12,19 +12,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from claude_code_proxy.translate.chat.response import (
+    content_text,
+    details_text,
+    first_choice,
+    stop_reason,
+    thought_signature,
+)
 from claude_code_proxy.translate.errors import embedded_error, redact_secrets
 from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
 from claude_code_proxy.translate.reasoning import (
     PLAIN_SIGNATURE,
     ThinkTagSplitter,
     encode_signature,
-)
-from claude_code_proxy.translate.response import (
-    content_text,
-    details_text,
-    first_choice,
-    stop_reason,
-    thought_signature,
 )
 from claude_code_proxy.translate.tool_args import (
     JsonPrefixScanner,

@@ -1,0 +1,1 @@
+"""Anthropic Messages ⇄ OpenAI Chat Completions: request, response and stream translation."""

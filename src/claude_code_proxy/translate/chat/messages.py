@@ -1,0 +1,415 @@
+"""Anthropic messages → OpenAI Chat Completions messages (protocol.md E.2)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from claude_code_proxy.translate.content import (
+    Stats,
+    SystemPiece,
+    blocks,
+    cache_mark,
+    content_text,
+    is_base64,
+    json_text,
+    merged_turns,
+    render_block_as_text,
+)
+from claude_code_proxy.translate.documents import decode_document
+from claude_code_proxy.translate.errors import RequestValidationError
+from claude_code_proxy.translate.ids import mistral_tool_id, upstream_tool_id
+from claude_code_proxy.translate.options import TranslationOptions
+from claude_code_proxy.translate.reasoning import decode_signature
+from claude_code_proxy.translate.tools import tool_name
+
+logger = logging.getLogger(__name__)
+
+GEMINI_SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+
+def text_part(text: str, mark: Any) -> dict[str, Any]:
+    part: dict[str, Any] = {"type": "text", "text": text}
+    if mark is not None:
+        part["cache_control"] = mark
+    return part
+
+
+class MessageConverter:
+    """Walks Anthropic messages in order and emits OpenAI messages (protocol.md E.2)."""
+
+    def __init__(self, options: TranslationOptions, stats: Stats, renamed: dict[str, str]) -> None:
+        self.options = options
+        self.stats = stats
+        self.renamed = renamed
+        self.out: list[dict[str, Any]] = []
+        self.late_system: list[SystemPiece] = []
+        # In-place system text that arrived between a tool call and its result.
+        self.deferred_system: list[str] = []
+        # Upstream ids of the last assistant turn's tool calls still awaiting results.
+        self.pending_calls: list[str] = []
+        self.call_names: dict[str, str] = {}
+
+    def convert(self, messages: list[Any], system_parts: list[SystemPiece]) -> list[dict[str, Any]]:
+        for position, role, content in merged_turns(messages):
+            if role == "user":
+                self._user(content, position)
+            elif role == "assistant":
+                self._assistant(content, position)
+            else:
+                self._system(content_text(content, self.stats), cache_mark(content))
+        self._close_pending_calls()
+        pieces = [(t, mark) for t, mark in (*system_parts, *self.late_system) if t]
+        merged = merge_consecutive(self.out)
+        if self.options.cache_control and any(mark for _, mark in pieces):
+            # Explicit-caching upstreams (Anthropic models via OpenRouter) keep the breakpoints.
+            merged.insert(0, {"role": "system", "content": [text_part(*p) for p in pieces]})
+        elif pieces:
+            merged.insert(0, {"role": "system", "content": "\n\n".join(t for t, _ in pieces)})
+        return merged
+
+    def _tool_id(self, anthropic_id: Any) -> str:
+        if self.options.tool_id_style == "mistral":
+            return mistral_tool_id(anthropic_id)
+        return upstream_tool_id(anthropic_id)
+
+    def _system(self, text: str, mark: Any = None) -> None:
+        if not text:
+            return
+        if not self.options.system_in_place:
+            self.late_system.append((text, mark))
+        elif self.pending_calls:
+            self.deferred_system.append(text)  # tool messages must follow their call first
+        else:
+            self.out.append({"role": "system", "content": text})
+
+    def _flush_deferred_system(self) -> None:
+        for text in self.deferred_system:
+            self.out.append({"role": "system", "content": text})
+        self.deferred_system = []
+
+    def _close_pending_calls(self) -> None:
+        """Answer tool calls the client never answered: upstreams reject dangling calls."""
+        for call_id in self.pending_calls:
+            self.out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call_id,
+                    "content": "(no result: the tool call was not answered)",
+                }
+            )
+        self.pending_calls = []
+        self._flush_deferred_system()
+
+    def _user(self, content: str | list[Any], position: int) -> None:
+        if isinstance(content, str):
+            self._close_pending_calls()
+            self.stats.text_chars += len(content)
+            if content:
+                self.out.append({"role": "user", "content": content})
+            return
+        results: dict[str, dict[str, Any]] = {}
+        orphan_texts: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = []
+        result_images: list[dict[str, Any]] = []
+        for index, block in blocks(content, position):
+            kind = block.get("type")
+            if kind == "tool_result":
+                call_id = self._tool_id(block.get("tool_use_id", ""))
+                text, images = self._tool_result_content(block)
+                if call_id in self.pending_calls and call_id not in results:
+                    mark = cache_mark(block) if self.options.cache_control else None
+                    body: Any = [text_part(text, mark)] if mark else text
+                    results[call_id] = {"role": "tool", "tool_call_id": call_id, "content": body}
+                else:
+                    name = self.call_names.get(call_id, "tool")
+                    orphan_texts.append(
+                        {"type": "text", "text": f"[Result of {name} call {call_id}]\n{text}"}
+                    )
+                if images:
+                    name = self.call_names.get(call_id, "the tool")
+                    label = "Images" if all(p["type"] == "image_url" for p in images) else "Files"
+                    result_images.append({"type": "text", "text": f"{label} returned by {name}:"})
+                    result_images.extend(images)
+            elif kind == "mid_conv_system":
+                inner = block.get("content")
+                self._system(content_text(inner, self.stats), cache_mark(inner))
+            else:
+                parts.extend(self._content_part(block, position, index))
+        if self.pending_calls:
+            # Tool messages must directly follow the assistant turn, in call order.
+            for call_id in self.pending_calls:
+                message = results.get(call_id)
+                if message is None:
+                    message = {
+                        "role": "tool",
+                        "tool_call_id": call_id,
+                        "content": "(no result: the tool call was not answered)",
+                    }
+                self.out.append(message)
+            self.pending_calls = []
+            self._flush_deferred_system()
+        rest = result_images + orphan_texts + parts
+        if rest:
+            self.out.append({"role": "user", "content": simplify(rest)})
+
+    def _tool_result_content(self, block: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+        content = block.get("content")
+        images: list[dict[str, Any]] = []
+        if content is None:
+            text = ""
+        elif isinstance(content, str):
+            text = content
+        elif isinstance(content, list):
+            texts: list[str] = []
+            for item in content:
+                if isinstance(item, dict) and item.get("type") == "image":
+                    images.extend(self._image(item))
+                elif isinstance(item, dict) and item.get("type") == "document":
+                    # Text goes into the tool message; PDF file parts and images cannot, so
+                    # they follow in the user message with the other attachments.
+                    for part in self._document(item):
+                        if part["type"] == "text":
+                            texts.append(part["text"])
+                        else:
+                            images.append(part)
+                else:
+                    rendered = render_block_as_text(item)
+                    if rendered:
+                        texts.append(rendered)
+            text = "\n".join(texts)
+        else:
+            text = json_text(content)
+        self.stats.text_chars += len(text)
+        if block.get("is_error") is True:
+            text = f"Error: {text}" if text else "Error: the tool call failed"
+        elif not text:
+            text = "(no output)" if not images else "(see the attachments below)"
+        return text, images
+
+    def _content_part(
+        self, block: dict[str, Any], position: int, index: int
+    ) -> list[dict[str, Any]]:
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            if not isinstance(text, str):
+                raise RequestValidationError(
+                    f"messages.{position}.content.{index}.text: must be a string"
+                )
+            self.stats.text_chars += len(text)
+            mark = cache_mark(block) if self.options.cache_control else None
+            return [text_part(text, mark)] if text else []
+        if kind == "image":
+            return self._image(block)
+        if kind == "document":
+            return self._document(block)
+        if kind in ("thinking", "redacted_thinking"):
+            return []
+        rendered = render_block_as_text(block)
+        if rendered is None:
+            logger.warning("dropping content block of unknown type %r", kind)
+            return []
+        self.stats.text_chars += len(rendered)
+        return [{"type": "text", "text": rendered}]
+
+    def _image(self, block: dict[str, Any]) -> list[dict[str, Any]]:
+        source = block.get("source")
+        if not isinstance(source, dict):
+            raise RequestValidationError("image block: source must be an object")
+        kind = source.get("type")
+        if kind == "base64":
+            data, media_type = source.get("data"), source.get("media_type") or "image/png"
+            if not isinstance(data, str) or not isinstance(media_type, str):
+                raise RequestValidationError("image block: base64 source needs data and media_type")
+            self.stats.images += 1
+            return [{"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}]
+        if kind == "url":
+            url = source.get("url")
+            if not isinstance(url, str):
+                raise RequestValidationError("image block: url source needs a url string")
+            self.stats.images += 1
+            return [{"type": "image_url", "image_url": {"url": url}}]
+        note = f"[image {source.get('file_id') or kind!s} omitted: the upstream cannot resolve it]"
+        return [{"type": "text", "text": note}]
+
+    def _document(self, block: dict[str, Any]) -> list[dict[str, Any]]:
+        source = block.get("source")
+        if not isinstance(source, dict):
+            raise RequestValidationError("document block: source must be an object")
+        title = block.get("title") if isinstance(block.get("title"), str) else None
+        header = "\n".join(
+            x
+            for x in (
+                title,
+                block.get("context") if isinstance(block.get("context"), str) else None,
+            )
+            if x
+        )
+        kind = source.get("type")
+        text: str
+        if kind == "text":
+            data = source.get("data")
+            text = data if isinstance(data, str) else ""
+        elif kind == "content":
+            parts: list[dict[str, Any]] = []
+            content = source.get("content")
+            if isinstance(content, str):
+                parts.append({"type": "text", "text": content})
+            elif isinstance(content, list):
+                for item in content:
+                    if isinstance(item, dict) and item.get("type") == "image":
+                        parts.extend(self._image(item))
+                    else:
+                        rendered = render_block_as_text(item)
+                        if rendered:
+                            parts.append({"type": "text", "text": rendered})
+            if header:
+                parts.insert(0, {"type": "text", "text": header})
+            self.stats.text_chars += sum(len(p.get("text", "")) for p in parts)
+            return parts
+        elif kind == "base64":
+            data = source.get("data")
+            media_type = source.get("media_type") or "application/pdf"
+            if not isinstance(data, str):
+                raise RequestValidationError("document block: base64 source needs data")
+            if media_type == "application/pdf" and self.options.pdf_as_file and is_base64(data):
+                self.stats.text_chars += len(data) // 8
+                filename = (title or "document") + ".pdf"
+                file_part = {"file_data": f"data:{media_type};base64,{data}", "filename": filename}
+                return [{"type": "file", "file": file_part}]
+            text = decode_document(data, str(media_type))
+        elif kind == "url":
+            text = f"[document at {source.get('url')} — fetch it if needed]"
+        else:
+            text = f"[document {source.get('file_id') or kind!s} omitted: the upstream cannot resolve it]"
+        if header:
+            text = f"{header}\n\n{text}"
+        self.stats.text_chars += len(text)
+        return [{"type": "text", "text": text}]
+
+    def _assistant(self, content: str | list[Any], position: int) -> None:
+        self._close_pending_calls()
+        if isinstance(content, str):
+            self.stats.text_chars += len(content)
+            if content:
+                self.out.append({"role": "assistant", "content": content})
+            return
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        reasoning: list[str] = []
+        details: list[Any] = []
+        thought_signature: str | None = None  # Gemini's, for the next tool call
+        for index, block in blocks(content, position):
+            kind = block.get("type")
+            if kind == "text":
+                text = block.get("text")
+                if isinstance(text, str) and text:
+                    texts.append(text)
+                    self.stats.text_chars += len(text)
+            elif kind == "tool_use":
+                name = block.get("name")
+                if not isinstance(name, str) or not name:
+                    raise RequestValidationError(
+                        f"messages.{position}.content.{index}.name: a tool_use needs a name"
+                    )
+                call_id = self._tool_id(block.get("id") or f"call_{position}_{index}")
+                tool_input = block.get("input")
+                try:
+                    arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
+                except TypeError:
+                    raise RequestValidationError(
+                        f"messages.{position}.content.{index}.input: nested too deeply"
+                    ) from None
+                self.stats.text_chars += len(arguments) + len(name)
+                call: dict[str, Any] = {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {
+                        "name": tool_name(name, self.renamed),
+                        "arguments": arguments,
+                    },
+                }
+                if self.options.thought_signatures:
+                    # Only the first call of a turn carries Gemini's signature; a history from
+                    # elsewhere gets the validator-skip value Google documents for that case.
+                    if thought_signature is None and not calls:
+                        thought_signature = GEMINI_SKIP_SIGNATURE
+                    if thought_signature is not None:
+                        call["extra_content"] = {"google": {"thought_signature": thought_signature}}
+                    thought_signature = None
+                calls.append(call)
+                self.call_names[call_id] = name
+            elif kind in ("thinking", "redacted_thinking"):
+                state = decode_signature(block.get("signature"))
+                if state and isinstance(state.get("g"), str):
+                    thought_signature = state["g"]
+                if self.options.reasoning_echo != "none":
+                    thought = state.get("r") if state else block.get("thinking")
+                    if isinstance(thought, str) and thought:
+                        reasoning.append(thought)
+                    if state and isinstance(state.get("d"), list):
+                        details.extend(state["d"])
+            else:
+                rendered = render_block_as_text(block)
+                if rendered:
+                    texts.append(rendered)
+        if not texts and not calls:
+            return
+        message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) or None}
+        echo = self.options.reasoning_echo
+        if echo == "reasoning_details" and details:
+            message["reasoning_details"] = details
+        elif echo in ("reasoning_content", "reasoning") and (reasoning or calls):
+            # DeepSeek requires the field on tool-call turns; empty is its documented fallback.
+            message[echo] = "\n\n".join(reasoning)
+        if calls:
+            message["tool_calls"] = calls
+            self.pending_calls = [c["id"] for c in calls]
+        self.out.append(message)
+
+
+def simplify(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A single text part is sent as a plain string: every upstream accepts that."""
+    if all(p.get("type") == "text" and "cache_control" not in p for p in parts):
+        return "\n\n".join(p["text"] for p in parts)
+    return parts
+
+
+def merge_consecutive(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge same-role user/assistant neighbours: many chat templates demand alternation."""
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        previous = merged[-1] if merged else None
+        role = message["role"]
+        if (previous is not None and previous["role"] == role and role in ("user", "system")) or (
+            previous is not None
+            and role == "assistant"
+            and previous["role"] == "assistant"
+            and "tool_calls" not in previous
+        ):
+            assert previous is not None
+            combined = dict(previous)
+            combined["content"] = join_content(previous.get("content"), message.get("content"))
+            if "tool_calls" in message:
+                combined["tool_calls"] = message["tool_calls"]
+            merged[-1] = combined
+        else:
+            merged.append(message)
+    return merged
+
+
+def join_content(first: Any, second: Any) -> Any:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    if isinstance(first, str) and isinstance(second, str):
+        return f"{first}\n\n{second}"
+    as_parts = [
+        *(first if isinstance(first, list) else [{"type": "text", "text": first}]),
+        *(second if isinstance(second, list) else [{"type": "text", "text": second}]),
+    ]
+    return as_parts
