@@ -8,7 +8,11 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from claude_code_proxy.config_file import GatewayConfig, WebSearchConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -56,10 +60,17 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     # Explicit client model id (or glob pattern) → upstream model, checked before BIG/MIDDLE/SMALL.
     model_map: dict[str, str] = field(default_factory=dict)
+    #: The configuration file's providers and routes (None: the environment's one provider;
+    #: `config_file.gateway_of` gives either). See docs/routing.md.
+    gateway: GatewayConfig | None = None
+    #: The file's `[web_search]` table, when it has one.
+    web_search: WebSearchConfig | None = None
 
     @property
     def dynamic_keys(self) -> bool:
         """No server key: every client's own key is used upstream."""
+        if self.gateway is not None:
+            return not self.gateway.has_own_keys
         return self.openai_api_key is None
 
     @classmethod
