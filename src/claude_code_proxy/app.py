@@ -30,16 +30,20 @@ from claude_code_proxy.asgi import CancelOnDisconnect, RequestIdMiddleware, star
 from claude_code_proxy.auth import client_key, upstream_key
 from claude_code_proxy.capture import Capture
 from claude_code_proxy.config import Settings
-from claude_code_proxy.gateway.capabilities import CapabilityTable, Profile
+from claude_code_proxy.config_file import gateway_of
+from claude_code_proxy.gateway.capabilities import CapabilityTable
+from claude_code_proxy.gateway.dispatch import Dispatcher
 from claude_code_proxy.gateway.exchange import Exchange
 from claude_code_proxy.gateway.pool import key_id
+from claude_code_proxy.gateway.providers import Registry
+from claude_code_proxy.gateway.router import Target, tier_of
 from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import Metrics
-from claude_code_proxy.models import ALIASES, configured_models, map_model, mapped_model
+from claude_code_proxy.models import ALIASES
 from claude_code_proxy.observe import RequestRecord, finish
-from claude_code_proxy.translate.chat.request import TranslatedRequest, translate_request
+from claude_code_proxy.translate.chat.request import TranslatedRequest
 from claude_code_proxy.translate.chat.response import message_to_events
-from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
+from claude_code_proxy.translate.errors import ProxyError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
 from claude_code_proxy.translate.sse import encode_events
 
@@ -86,15 +90,29 @@ class Proxy:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.metrics = Metrics(known_models=configured_models(settings))
-        self.table = CapabilityTable.from_file(settings.provider_profiles)
-        self.upstream = Upstream(settings, self.table, self.metrics)
-        secrets = [s for s in (settings.openai_api_key, settings.anthropic_api_key) if s]
+        self.gateway = gateway_of(settings)
+        self.metrics = Metrics(known_models=(t.model for t in self.gateway.targets()))
+        self.registry = Registry(settings, self.metrics, self.gateway)
+        self.dispatcher = Dispatcher(settings, self.registry)
+        provider_keys = [k for p in self.gateway.providers for k in p.api_keys]
+        secrets = [
+            s for s in (settings.openai_api_key, settings.anthropic_api_key, *provider_keys) if s
+        ]
         self.capture = (
             Capture(settings.capture_dir, secrets=secrets) if settings.capture_dir else None
         )
         self.json_logs = settings.log_format == "json"
         self.warned_doubled_v1 = False
+
+    @property
+    def table(self) -> CapabilityTable:
+        """The first provider's capability table (the only one without a file)."""
+        return self.registry.first.table
+
+    @property
+    def upstream(self) -> Upstream:
+        """The first provider's upstream (the only one without a file)."""
+        return self.registry.first.upstream
 
     # ------------------------------------------------------------------ routes
 
@@ -133,7 +151,13 @@ class Proxy:
                 capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
             body = parse_json(raw)
             session = request.headers.get("x-claude-code-session-id")
-            translated, profile = self._translate(body, session, record)
+            record.client_model = body.get("model", "") if isinstance(body, dict) else ""
+            if not isinstance(record.client_model, str):
+                record.client_model = ""
+            decision, first = self.dispatcher.plan(body, session)
+            record.route = decision.rule
+            record.provider, record.upstream_model = first.target.provider, first.target.model
+            record.stream = first.translated.stream
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
             finish(record, self.metrics, json_logs=self.json_logs)
@@ -141,18 +165,18 @@ class Proxy:
                 capture.add("4-client-response", orjson.dumps(error.body()))
                 await capture.write()
             return _json_error(error)
-        if translated.max_tokens == 0:
+        if first.translated.max_tokens == 0:
             record.status = 200
             finish(record, self.metrics, json_logs=self.json_logs)
-            return self._empty_reply(translated)
+            return self._empty_reply(first.translated)
         exchange = Exchange(
             settings=self.settings,
-            upstream=self.upstream,
             metrics=self.metrics,
             record=record,
-            translated=translated,
-            profile=profile,
-            key=key,
+            decision=decision,
+            first=first,
+            prepare=lambda target: self.dispatcher.attempt(body, target, session),
+            client_key=key,
             capture=capture,
         )
         return CancelOnDisconnect(exchange.run)
@@ -175,7 +199,8 @@ class Proxy:
             finish(record, self.metrics, json_logs=self.json_logs)
             return _json_error(error)
         record.client_model = body["model"]
-        record.upstream_model = map_model(body["model"], self.settings)
+        decision = self.dispatcher.decide(body)
+        record.route, record.upstream_model = decision.rule, decision.first.model
         count = await asyncio.get_running_loop().run_in_executor(None, count_request_tokens, body)
         record.status, record.input_tokens = 200, count
         finish(record, None, json_logs=self.json_logs)
@@ -229,9 +254,10 @@ class Proxy:
             if entry["id"] == model_id:
                 return JSONResponse(entry)
         # Any id /v1/messages would map (dated or future claude ids) exists for the client.
-        upstream_model = mapped_model(model_id, self.settings)
-        if upstream_model is not None:
-            return JSONResponse(_model_entry(model_id, f"{model_id} → {upstream_model}"))
+        decision = self.dispatcher.decide({"model": model_id})
+        if decision.rule != "passthrough":
+            shown = self._shown(decision.first)
+            return JSONResponse(_model_entry(model_id, f"{model_id} → {shown}"))
         return _json_error(ProxyError(404, "not_found_error", f"model {model_id!r} not found"))
 
     def doubled_v1(self, endpoint: Any) -> Any:
@@ -254,19 +280,20 @@ class Proxy:
     async def test_connection(self, request: Request) -> Response:
         """A tiny real request to SMALL_MODEL: proves URL, key and model all work."""
         try:
-            key = upstream_key(request.headers, self.settings)
-            model = self.settings.small_model
-            options = self.table.profile(self.settings.openai_base_url, model).options(
-                max_tokens_limit=None
-            )
+            client = upstream_key(request.headers, self.settings)
+            target = self.dispatcher.decide({"model": "claude-haiku-4-5"}).first
+            provider = self.registry.provider_of(target)
+            model = target.model
+            key = provider.key(client) or client
+            options = provider.profile(model).options(max_tokens_limit=None)
             payload = {
                 "model": model,
                 "messages": [{"role": "user", "content": "Reply with the word ok."}],
                 options.max_tokens_field: 16,
             }
             started = time.perf_counter()
-            async with self.upstream.lease(key) as session:
-                response = await self.upstream.post_chat(session, payload, key)
+            async with provider.upstream.lease(key) as session:
+                response = await provider.upstream.post_chat(session, payload, key)
                 try:
                     data = orjson.loads(await response.read())
                 finally:
@@ -293,41 +320,34 @@ class Proxy:
 
     # ------------------------------------------------------------- internals
 
+    def _shown(self, target: Target) -> str:
+        """`provider/model` with a file; the bare model for the environment's one provider."""
+        return str(target) if self.gateway.path is not None else target.model
+
     def _model_entries(self) -> list[dict[str, Any]]:
-        s = self.settings
+        """The claude aliases, every `[models]` id (not the globs) and every target."""
+        routing = self.gateway.routing
         entries = [
-            _model_entry(alias, f"{label} → {getattr(s, attr)}") for alias, label, attr in ALIASES
+            _model_entry(alias, f"{label} → {self._shown(routing.tier(str(tier_of(alias)))[0])}")
+            for alias, label, _ in ALIASES
+            if routing.tier(str(tier_of(alias)))
         ]
         seen = {e["id"] for e in entries}
-        for alias, target in s.model_map.items():
+        for alias, targets in routing.models:
             if alias not in seen and not any(ch in alias for ch in "*?["):
                 seen.add(alias)
-                entries.append(_model_entry(alias, f"{alias} → {target}"))
-        for model in (s.big_model, s.middle_model, s.small_model):
-            if model not in seen:
-                seen.add(model)
-                entries.append(_model_entry(model, model))
-        return entries
-
-    def _translate(
-        self, body: Any, session: str | None, record: RequestRecord
-    ) -> tuple[TranslatedRequest, Profile]:
-        model = body.get("model") if isinstance(body, dict) else None
-        upstream_model = map_model(model, self.settings) if isinstance(model, str) else ""
-        record.client_model, record.upstream_model = (
-            model if isinstance(model, str) else "",
-            upstream_model,
+                entries.append(_model_entry(alias, f"{alias} → {self._shown(targets[0])}"))
+        targets = (
+            self.gateway.targets()
+            if self.gateway.path is not None
+            else [t for tier in (routing.opus, routing.sonnet, routing.haiku) for t in tier]
         )
-        profile = self.table.profile(self.settings.openai_base_url, upstream_model)
-        options = profile.options(max_tokens_limit=self.settings.max_tokens_limit)
-        try:
-            translated = translate_request(
-                body, upstream_model=upstream_model, options=options, session_id=session
-            )
-        except RequestValidationError as exc:
-            raise ProxyError(400, "invalid_request_error", str(exc)) from None
-        record.stream = translated.stream
-        return translated, profile
+        for target in targets:  # the environment lists BIG/MIDDLE/SMALL_MODEL, as before
+            shown = self._shown(target)
+            if shown not in seen:
+                seen.add(shown)
+                entries.append(_model_entry(shown, shown))
+        return entries
 
     def _empty_reply(self, translated: TranslatedRequest) -> Response | CancelOnDisconnect:
         """`max_tokens: 0` (cache pre-warm) generates nothing: no upstream call at all."""
@@ -405,11 +425,11 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await proxy.upstream.start()
+        await proxy.registry.start()
         try:
             yield
         finally:
-            await proxy.upstream.close()
+            await proxy.registry.close()
 
     routes = [
         Route("/", proxy.root, methods=["GET", "HEAD"]),

@@ -75,6 +75,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """The environment's settings, with the configuration file (if any) loaded on them."""
+        from claude_code_proxy.config_file import load_for
+
+        settings = load_for(cls._from_env(env), env)
+        settings.check_exposure()
+        return settings
+
+    @classmethod
+    def _from_env(cls, env: Mapping[str, str]) -> Settings:
         def get(name: str) -> str | None:
             value = env.get(name)
             if value is None:
@@ -87,7 +96,7 @@ class Settings:
         base_query, url_version = split_base_query(base_url)
         # An Azure URL copied from the portal carries `?api-version=`; AZURE_API_VERSION wins.
         azure_version = get("AZURE_API_VERSION") or url_version
-        settings = cls(
+        return cls(
             openai_api_key=get("OPENAI_API_KEY"),
             openai_base_url=normalize_base_url(base_url, azure=azure_version is not None),
             openai_base_query=base_query,
@@ -126,8 +135,6 @@ class Settings:
             ),
             model_map=_model_map(get("MODEL_MAP")),
         )
-        settings.check_exposure()
-        return settings
 
     def check_exposure(self) -> None:
         """Refuse to become an open relay that spends the owner's key for anyone."""
@@ -135,8 +142,9 @@ class Settings:
             return
         if self.allow_unauthenticated:
             return
+        keys = "a provider has its own key" if self.gateway is not None else "OPENAI_API_KEY is set"
         raise ConfigError(
-            f"HOST={self.host} listens beyond this machine, OPENAI_API_KEY is set and "
+            f"HOST={self.host} listens beyond this machine, {keys} and "
             "ANTHROPIC_API_KEY is not: anyone who can reach the port would spend your "
             "upstream key. Set ANTHROPIC_API_KEY to a secret clients must send, or "
             "HOST=127.0.0.1, or ALLOW_UNAUTHENTICATED=true if this is intended."
@@ -147,7 +155,11 @@ class Settings:
         anyone who reaches the port use the upstream through this machine: say so."""
         if not self.dynamic_keys or is_loopback(self.host) or self.allow_unauthenticated:
             return None
-        upstream = urlsplit(self.openai_base_url).hostname
+        upstream = (
+            "the configured providers"
+            if self.gateway is not None
+            else urlsplit(self.openai_base_url).hostname
+        )
         ignored = (
             " (ANTHROPIC_API_KEY is not checked in this mode)" if self.anthropic_api_key else ""
         )

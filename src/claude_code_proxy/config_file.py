@@ -349,7 +349,7 @@ class _Loader:
             if not secret:
                 raise self.err(table, key, f"environment variable {variable} is not set or empty")
             keys.append(secret)
-        return tuple(keys), f"{key} = {names[0] if key == 'api_key_env' else names}"
+        return tuple(keys), f"{key} = {', '.join(names)}"
 
     def headers(self, table: str, value: Any) -> dict[str, str]:
         if not isinstance(value, dict) or not all(

@@ -1,7 +1,10 @@
-"""One `/v1/messages` exchange: upstream call, translated reply, observation.
+"""One `/v1/messages` exchange: walk the route's targets, then the translated reply.
 
-Streaming: the SSE head is sent only after the upstream answered 2xx, so earlier
-failures keep their HTTP status; later failures end the stream with `event: error`.
+The targets are tried in order while nothing has gone to the client: a target that fails
+for a fallback reason (docs/routing.md) hands over to the next, each translated with its
+own provider's profile. Streaming: the SSE head is sent only after an upstream answered
+2xx, so earlier failures keep their HTTP status; later failures end the stream with
+`event: error` and are never retried.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -21,7 +25,9 @@ from claude_code_proxy.asgi import EventSender, send_json, start_sse
 from claude_code_proxy.capture import CaptureSession
 from claude_code_proxy.config import Settings
 from claude_code_proxy.gateway.capabilities import Profile
-from claude_code_proxy.gateway.upstream import Upstream
+from claude_code_proxy.gateway.providers import Provider
+from claude_code_proxy.gateway.router import Decision, Target
+from claude_code_proxy.gateway.upstream import UpstreamError
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.translate.chat.request import TranslatedRequest
@@ -39,28 +45,58 @@ DRAIN_SECONDS = 0.5
 
 
 @dataclass
-class Exchange:
-    settings: Settings
-    upstream: Upstream
-    metrics: Metrics | None
-    record: RequestRecord
+class Attempt:
+    """One target of the route, translated with its provider's profile."""
+
+    target: Target
+    provider: Provider
     translated: TranslatedRequest
     profile: Profile
-    key: str
+    key: str = ""
+
+
+#: Translates the request for a later target of the route (validation errors: 400).
+Prepare = Callable[[Target], Attempt]
+
+
+@dataclass
+class Exchange:
+    settings: Settings
+    metrics: Metrics | None
+    record: RequestRecord
+    decision: Decision
+    first: Attempt
+    prepare: Prepare
+    #: The client's key, forwarded to providers without a key of their own ("" for none).
+    client_key: str = ""
     capture: CaptureSession | None = None
+    attempt: Attempt = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.attempt = self.first
+
+    @property
+    def translated(self) -> TranslatedRequest:
+        return self.attempt.translated
+
+    @property
+    def profile(self) -> Profile:
+        return self.attempt.profile
+
+    @property
+    def key(self) -> str:
+        return self.attempt.key
 
     async def run(self, send: Send) -> None:
-        if self.capture is not None:
-            self.capture.add_json("2-upstream-request", self.translated.payload)
         active = self.metrics.active_streams if self.metrics and self.translated.stream else None
         if active is not None:
             active.inc()
         try:
-            async with self.upstream.lease(self.key) as session:
+            async with contextlib.AsyncExitStack() as held:
                 if self.translated.stream:
-                    await self._stream(send, session)
+                    await self._stream(send, held)
                 else:
-                    await self._complete(send, session)
+                    await self._complete(send, held)
         except asyncio.CancelledError:
             self.record.error_type = self.record.error_type or "client_disconnected"
             self.record.status = self.record.status or 499
@@ -80,24 +116,91 @@ class Exchange:
             self.capture.add("4-client-response", orjson.dumps(body))
         await send_json(send, error.status, body, error.headers)
 
-    async def _post(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+    # -------------------------------------------------------------- the targets
+
+    async def _post(self, held: contextlib.AsyncExitStack) -> aiohttp.ClientResponse:
+        """The first target that answers 2xx; its slot and client stay held in `held`.
+
+        A failure with a fallback reason moves on to the next target; the last target's
+        failure (or one without such a reason) is raised for the client.
+        """
+        targets = self.decision.targets
+        for index, target in enumerate(targets):
+            last = index == len(targets) - 1
+            attempt = self.first if index == 0 else self.prepare(target)
+            self.attempt = attempt
+            self.record.provider, self.record.upstream_model = target.provider, target.model
+            try:
+                response = await self._try(attempt, held, last=last)
+            except UpstreamError as error:
+                if last or not error.reason:
+                    raise
+                self._fell_back(target, targets[index + 1], error)
+                continue
+            self.record.upstream_answered()
+            return response
+        raise AssertionError("a route has at least one target")
+
+    def _fell_back(self, source: Target, to: Target, error: UpstreamError) -> None:
+        self.record.tried.append(f"{source}:{error.reason}")
+        if self.metrics is not None:
+            self.metrics.route_fallbacks.labels(str(source), str(to), error.reason).inc()
+        logger.info(
+            "route %s: %s failed (%s: %s), trying %s",
+            self.decision.rule,
+            source,
+            error.reason,
+            error.error_type,
+            to,
+        )
+
+    async def _try(
+        self, attempt: Attempt, held: contextlib.AsyncExitStack, *, last: bool
+    ) -> aiohttp.ClientResponse:
+        """One target: a concurrency slot, a key (rotating through a pool), the request."""
+        provider, pool = attempt.provider, attempt.provider.keys
         capture = self.capture
         tap = (lambda raw: capture.add("3-upstream-response", raw)) if capture else None
-        response = await self.upstream.post_chat(
-            session,
-            self.translated.payload,
-            self.key,
-            error_tap=tap,
-            prompt_tokens=self.translated.estimated_input_tokens or None,
-        )
-        self.record.upstream_answered()
-        return response
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(provider.slot())
+            key = provider.key(self.client_key)
+            if key is None:
+                raise _keys_unavailable(provider)
+            session = await stack.enter_async_context(provider.upstream.lease(key))
+            while True:
+                if capture is not None:
+                    capture.add_json("2-upstream-request", attempt.translated.payload)
+                try:
+                    response = await provider.upstream.post_chat(
+                        session,
+                        attempt.translated.payload,
+                        key,
+                        error_tap=tap,
+                        prompt_tokens=attempt.translated.estimated_input_tokens or None,
+                        retries=None if last else 0,
+                        rotate_keys=pool is not None,
+                    )
+                except UpstreamError as error:
+                    if pool is None or error.reason not in ("rate_limit", "auth"):
+                        raise
+                    if error.reason == "rate_limit":
+                        pool.rest(key, error.retry_after)
+                    else:
+                        pool.mark_bad(key)
+                    next_key = pool.pick()
+                    if next_key is None:
+                        raise _keys_unavailable(provider, error) from None
+                    key = next_key
+                    continue
+                attempt.key = key
+                held.push_async_exit(stack.pop_all())
+                return response
 
     # -------------------------------------------------------------- non-streaming
 
-    async def _complete(self, send: Send, session: aiohttp.ClientSession) -> None:
+    async def _complete(self, send: Send, held: contextlib.AsyncExitStack) -> None:
         try:
-            response = await self._post(session)
+            response = await self._post(held)
             try:
                 raw = await response.read()
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
@@ -155,9 +258,9 @@ class Exchange:
 
     # ------------------------------------------------------------------ streaming
 
-    async def _stream(self, send: Send, session: aiohttp.ClientSession) -> None:
+    async def _stream(self, send: Send, held: contextlib.AsyncExitStack) -> None:
         try:
-            response = await self._post(session)
+            response = await self._post(held)
         except ProxyError as error:
             await self._fail(send, error)  # nothing sent yet: the client can retry
             return
@@ -245,6 +348,30 @@ class Exchange:
         # the pool before the client can send its next request. message_stop is already out.
         await drain(response, tap)
         await sender.close()
+
+
+def _keys_unavailable(provider: Provider, error: UpstreamError | None = None) -> UpstreamError:
+    """Every pooled key rests (429, with the time until one is back) or was rejected."""
+    pool = provider.keys
+    wait = pool.ready_in() if pool is not None else None
+    if wait is None:
+        if error is not None and error.reason == "auth":
+            return error
+        return UpstreamError(
+            401,
+            "authentication_error",
+            f"every key of provider {provider.name} was rejected by the upstream (401/403)",
+            reason="auth",
+        )
+    seconds = max(1, math.ceil(wait))
+    return UpstreamError(
+        429,
+        "rate_limit_error",
+        f"every key of provider {provider.name} is rate-limited; one is back in {seconds}s",
+        {"retry-after": str(seconds)},
+        reason="rate_limit",
+        retry_after=float(seconds),
+    )
 
 
 def _internal_failure(translator: StreamTranslator) -> list[dict[str, Any]]:
