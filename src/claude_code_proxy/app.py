@@ -337,12 +337,12 @@ class Proxy:
             if alias not in seen and not any(ch in alias for ch in "*?["):
                 seen.add(alias)
                 entries.append(_model_entry(alias, f"{alias} → {self._shown(targets[0])}"))
-        targets = (
+        listed = (
             self.gateway.targets()
             if self.gateway.path is not None
             else [t for tier in (routing.opus, routing.sonnet, routing.haiku) for t in tier]
         )
-        for target in targets:  # the environment lists BIG/MIDDLE/SMALL_MODEL, as before
+        for target in listed:  # the environment lists BIG/MIDDLE/SMALL_MODEL, as before
             shown = self._shown(target)
             if shown not in seen:
                 seen.add(shown)
