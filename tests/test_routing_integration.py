@@ -73,9 +73,7 @@ def upstreams() -> Iterator[dict[str, MockUpstream]]:
 
 
 @pytest.fixture
-def gateway(
-    tmp_path: Path, upstreams: dict[str, MockUpstream]
-) -> Iterator[Any]:
+def gateway(tmp_path: Path, upstreams: dict[str, MockUpstream]) -> Iterator[Any]:
     """`gateway(routes_toml, extra_env)` starts a proxy on a file with providers a, b, c."""
     handles: list[ProxyHandle] = []
 
@@ -111,9 +109,7 @@ web_search = "a/search-a"
 "claude-opus-4-1*" = "b/o3-b"
 """
 
-PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
 def ask(

@@ -38,7 +38,9 @@ class AuthenticationCheck:
         headers = upstream_headers(ctx.settings, ctx.key)
         headers.pop("content-type")
         url = models_url(ctx.settings)
-        label = "OPENAI_API_KEY" if not ctx.settings.dynamic_keys else "client key"
+        label = ctx.key_label or (
+            "OPENAI_API_KEY" if not ctx.settings.dynamic_keys else "client key"
+        )
         try:
             async with session.get(url, headers=headers, allow_redirects=False) as response:
                 status = response.status
