@@ -18,6 +18,7 @@ from claude_code_proxy.translate.chat.response import (
     translate_completion,
 )
 from claude_code_proxy.translate.errors import ProxyError
+from claude_code_proxy.translate.ids import upstream_call_id
 from claude_code_proxy.translate.reasoning import decode_signature
 from claude_code_proxy.translate.tool_args import JsonPrefixScanner, parse_arguments
 from claude_code_proxy.translate.usage import anthropic_usage
@@ -119,7 +120,7 @@ def test_text_content_given_as_parts() -> None:
     assert message["content"] == [{"type": "text", "text": "Hello"}]
 
 
-def test_tool_call_becomes_tool_use_with_fresh_anthropic_id() -> None:
+def test_tool_call_becomes_tool_use_with_an_anthropic_id_carrying_the_upstream_one() -> None:
     data = completion(
         {
             "content": "Checking the forecast.",
@@ -134,9 +135,10 @@ def test_tool_call_becomes_tool_use_with_fresh_anthropic_id() -> None:
     block = message["content"][1]
     assert block["name"] == "get_weather"
     assert block["input"] == {"city": "Oslo"}
-    assert TOOLU_RE.match(block["id"]), block["id"]
+    assert block["id"].startswith("toolu_")
     assert ANTHROPIC_TOOL_ID_RE.match(block["id"])
     assert block["id"] != "functions.get_weather:0"
+    assert upstream_call_id(block["id"]) == "functions.get_weather:0"  # docs/tool-ids.md
     assert message["stop_reason"] == "tool_use"
 
 
@@ -147,7 +149,18 @@ def test_tool_use_ids_are_always_anthropic_legal(upstream_id: Any) -> None:
         finish_reason="tool_calls",
     )
     (block,) = translate(data)["content"]
-    assert TOOLU_RE.match(block["id"]), block["id"]
+    assert ANTHROPIC_TOOL_ID_RE.match(block["id"]), block["id"]
+    if upstream_id:
+        assert upstream_call_id(block["id"]) == upstream_id
+    else:  # nothing to carry: an id shaped like Anthropic's own
+        assert TOOLU_RE.match(block["id"]), block["id"]
+
+
+def test_an_upstream_that_repeats_call_0_every_turn_still_gives_unique_client_ids() -> None:
+    data = completion({"tool_calls": [call("f", "{}", "call_0")]}, finish_reason="tool_calls")
+    ids = [translate(data)["content"][0]["id"] for _ in range(50)]
+    assert len(set(ids)) == 50
+    assert {upstream_call_id(i) for i in ids} == {"call_0"}
 
 
 def test_several_tool_calls_get_distinct_ids_and_keep_order() -> None:

@@ -232,6 +232,12 @@ def banner(settings: Settings, *, workers: int = 1) -> str:
         if s.dynamic_keys
         else "not checked (any value)"
     )
+    if client.startswith("not checked") and not is_loopback_host(s.host):
+        # Say why a non-loopback bind without a client key was accepted (Docker, Compose).
+        client += (
+            f"; HOST={s.host} without ANTHROPIC_API_KEY is allowed by ALLOW_UNAUTHENTICATED=true "
+            "(publish the port on 127.0.0.1 only, or set ANTHROPIC_API_KEY)"
+        )
     origin = http_origin(s.host, s.port)
     if s.gateway is not None:
         upstream = _gateway_banner(s)

@@ -99,6 +99,12 @@ class Metrics:
             ["client"],
             registry=registry,
         )
+        self.rescued_tool_calls = Counter(
+            "ccp_rescued_tool_calls",
+            "Tool calls the model wrote as text, turned into tool_use (by the form it wrote)",
+            ["form"],
+            registry=registry,
+        )
         self._clients: set[str] = set()
 
     def client_label(self, client: str) -> str:

@@ -49,6 +49,9 @@ class Profile:
     forward_top_k: bool = False
     thought_signatures: bool = False
     cache_control: bool = False
+    # Turn tool calls the model wrote as text into tool_use (translate/rescue.py): for servers
+    # that may not parse them; hosted providers parse their models' calls themselves.
+    rescue_tool_calls: bool = True
 
     def options(self, *, max_tokens_limit: int | None) -> TranslationOptions:
         limits = [n for n in (max_tokens_limit, self.max_output_tokens) if n]
@@ -84,17 +87,28 @@ _ROUTER_PINNED = frozenset(
     {"reasoning_param", "reasoning_echo", "stash_reasoning", "efforts", "thought_signatures"}
 )
 PINNED = "pinned"
+# Hosted providers parse their models' tool calls: no rescuing of calls written as text.
+_HOSTED: Overrides = {"rescue_tool_calls": False}
 
 # Host (or host:port) patterns → provider settings. First match wins. A `pinned` set names
 # settings that the model rules below leave alone.
 PROVIDERS: tuple[tuple[str, Overrides], ...] = (
     (
         "api.openai.com",
-        {"name": "openai", "pdf_as_file": True, "prompt_cache_key": True, "think_tags": False},
+        {
+            "name": "openai",
+            "pdf_as_file": True,
+            "prompt_cache_key": True,
+            "think_tags": False,
+            **_HOSTED,
+        },
     ),
-    ("*.openai.azure.com", {"name": "azure", "pdf_as_file": True, "think_tags": False}),
-    ("*.cognitiveservices.azure.com", {"name": "azure", "pdf_as_file": True, "think_tags": False}),
-    ("*.services.ai.azure.com", {"name": "azure", "pdf_as_file": True}),
+    ("*.openai.azure.com", {"name": "azure", "pdf_as_file": True, "think_tags": False, **_HOSTED}),
+    (
+        "*.cognitiveservices.azure.com",
+        {"name": "azure", "pdf_as_file": True, "think_tags": False, **_HOSTED},
+    ),
+    ("*.services.ai.azure.com", {"name": "azure", "pdf_as_file": True, **_HOSTED}),
     (
         "openrouter.ai",
         {
@@ -105,6 +119,7 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
             "reasoning_echo": "reasoning_details",
             "stash_reasoning": True,
             "forward_top_k": True,
+            **_HOSTED,
             PINNED: _ROUTER_PINNED,
         },
     ),
@@ -115,14 +130,20 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
             "reasoning_param": "deepseek",
             "reasoning_echo": "reasoning_content",
             "stash_reasoning": True,
+            **_HOSTED,
         },
     ),
     (
         "generativelanguage.googleapis.com",
-        {"name": "gemini", "schema_dialect": "gemini", "reasoning_param": "reasoning_effort"},
+        {
+            "name": "gemini",
+            "schema_dialect": "gemini",
+            "reasoning_param": "reasoning_effort",
+            **_HOSTED,
+        },
     ),
-    ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral"}),
-    ("api.groq.com", {"name": "groq"}),
+    ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral", **_HOSTED}),
+    ("api.groq.com", {"name": "groq", **_HOSTED}),
     ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning"}),
     ("*:1234", {"name": "lmstudio"}),
     ("*:8080", {"name": "llama.cpp", "forward_top_k": True}),

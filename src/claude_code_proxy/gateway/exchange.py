@@ -34,6 +34,7 @@ from claude_code_proxy.translate.chat.request import TranslatedRequest
 from claude_code_proxy.translate.chat.response import message_to_events, translate_completion
 from claude_code_proxy.translate.chat.stream import StreamTranslator
 from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
+from claude_code_proxy.translate.rescue import RescueContext, offered_tools
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
 
@@ -71,6 +72,8 @@ class Exchange:
     client_key: str = ""
     capture: CaptureSession | None = None
     attempt: Attempt = field(init=False)
+    #: Tool calls written as text are rescued for the provider that served (its profile).
+    rescue: RescueContext | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.attempt = self.first
@@ -105,9 +108,20 @@ class Exchange:
             if active is not None:
                 active.dec()
             finish(self.record, self.metrics, json_logs=self.settings.log_format == "json")
+            if self.rescue is not None and self.rescue.rescued:
+                self._count_rescued(self.rescue)
             if self.capture is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.capture.write())
+
+    def _count_rescued(self, rescue: RescueContext) -> None:
+        forms = ", ".join(call.form for call in rescue.rescued)
+        logger.info(
+            "turned %d tool call(s) written as text into tool_use (%s)", len(rescue.rescued), forms
+        )
+        if self.metrics is not None:
+            for call in rescue.rescued:
+                self.metrics.rescued_tool_calls.labels(call.form).inc()
 
     async def _fail(self, send: Send, error: ProxyError) -> None:
         self.record.status, self.record.error_type = error.status, error.error_type
@@ -138,6 +152,9 @@ class Exchange:
                 self._fell_back(target, targets[index + 1], error)
                 continue
             self.record.upstream_answered()
+            if attempt.profile.rescue_tool_calls:
+                tools = offered_tools(attempt.translated.payload)
+                self.rescue = RescueContext(tools) if tools else None
             return response
         raise AssertionError("a route has at least one target")
 
@@ -254,6 +271,7 @@ class Exchange:
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
             tool_names=self.translated.tool_names,
+            rescue=self.rescue,
         )
 
     # ------------------------------------------------------------------ streaming
@@ -306,6 +324,7 @@ class Exchange:
             stash_reasoning=self.profile.stash_reasoning,
             secrets=(self.key,),
             tool_names=self.translated.tool_names,
+            rescue=self.rescue,
         )
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None

@@ -20,7 +20,7 @@ from claude_code_proxy.translate.content import (
 )
 from claude_code_proxy.translate.documents import decode_document
 from claude_code_proxy.translate.errors import RequestValidationError
-from claude_code_proxy.translate.ids import mistral_tool_id, upstream_tool_id
+from claude_code_proxy.translate.ids import upstream_call_id, upstream_tool_id
 from claude_code_proxy.translate.options import TranslationOptions
 from claude_code_proxy.translate.reasoning import decode_signature
 from claude_code_proxy.translate.tools import tool_name
@@ -48,8 +48,10 @@ class MessageConverter:
         self.late_system: list[SystemPiece] = []
         # In-place system text that arrived between a tool call and its result.
         self.deferred_system: list[str] = []
-        # Upstream ids of the last assistant turn's tool calls still awaiting results.
-        self.pending_calls: list[str] = []
+        # The last assistant turn's tool calls still awaiting results, in call order: client
+        # id → upstream id. Results pair by the client's id, which is unique; upstream ids
+        # may repeat across turns (`call_0` every turn) and are only what is sent.
+        self.pending_calls: dict[str, str] = {}
         self.call_names: dict[str, str] = {}
 
     def convert(self, messages: list[Any], system_parts: list[SystemPiece]) -> list[dict[str, Any]]:
@@ -70,10 +72,9 @@ class MessageConverter:
             merged.insert(0, {"role": "system", "content": "\n\n".join(t for t, _ in pieces)})
         return merged
 
-    def _tool_id(self, anthropic_id: Any) -> str:
-        if self.options.tool_id_style == "mistral":
-            return mistral_tool_id(anthropic_id)
-        return upstream_tool_id(anthropic_id)
+    def _tool_id(self, client_id: str) -> str:
+        """The upstream's own id when the client's carries it (docs/tool-ids.md), else a mapping."""
+        return upstream_call_id(client_id, self.options.tool_id_style)
 
     def _system(self, text: str, mark: Any = None) -> None:
         if not text:
@@ -92,7 +93,7 @@ class MessageConverter:
 
     def _close_pending_calls(self) -> None:
         """Answer tool calls the client never answered: upstreams reject dangling calls."""
-        for call_id in self.pending_calls:
+        for call_id in self.pending_calls.values():
             self.out.append(
                 {
                     "role": "tool",
@@ -100,7 +101,7 @@ class MessageConverter:
                     "content": "(no result: the tool call was not answered)",
                 }
             )
-        self.pending_calls = []
+        self.pending_calls = {}
         self._flush_deferred_system()
 
     def _user(self, content: str | list[Any], position: int) -> None:
@@ -117,12 +118,13 @@ class MessageConverter:
         for index, block in blocks(content, position):
             kind = block.get("type")
             if kind == "tool_result":
-                call_id = self._tool_id(block.get("tool_use_id", ""))
+                client_id = _id_text(block.get("tool_use_id", ""))
+                call_id = self.pending_calls.get(client_id) or self._tool_id(client_id)
                 text, images = self._tool_result_content(block)
-                if call_id in self.pending_calls and call_id not in results:
+                if client_id in self.pending_calls and client_id not in results:
                     mark = cache_mark(block) if self.options.cache_control else None
                     body: Any = [text_part(text, mark)] if mark else text
-                    results[call_id] = {"role": "tool", "tool_call_id": call_id, "content": body}
+                    results[client_id] = {"role": "tool", "tool_call_id": call_id, "content": body}
                 else:
                     name = self.call_names.get(call_id, "tool")
                     orphan_texts.append(
@@ -140,8 +142,8 @@ class MessageConverter:
                 parts.extend(self._content_part(block, position, index))
         if self.pending_calls:
             # Tool messages must directly follow the assistant turn, in call order.
-            for call_id in self.pending_calls:
-                message = results.get(call_id)
+            for client_id, call_id in self.pending_calls.items():
+                message = results.get(client_id)
                 if message is None:
                     message = {
                         "role": "tool",
@@ -149,7 +151,7 @@ class MessageConverter:
                         "content": "(no result: the tool call was not answered)",
                     }
                 self.out.append(message)
-            self.pending_calls = []
+            self.pending_calls = {}
             self._flush_deferred_system()
         rest = result_images + orphan_texts + parts
         if rest:
@@ -299,6 +301,7 @@ class MessageConverter:
             return
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
+        pending: dict[str, str] = {}
         reasoning: list[str] = []
         details: list[Any] = []
         thought_signature: str | None = None  # Gemini's, for the next tool call
@@ -315,7 +318,14 @@ class MessageConverter:
                     raise RequestValidationError(
                         f"messages.{position}.content.{index}.name: a tool_use needs a name"
                     )
-                call_id = self._tool_id(block.get("id") or f"call_{position}_{index}")
+                client_id = _id_text(block.get("id") or f"call_{position}_{index}")
+                call_id = self._tool_id(client_id)
+                if call_id in pending.values() or client_id in pending:
+                    # Two calls of one turn with one upstream id (the upstream repeated it, or
+                    # the client did): the later one gets an id of its own, so results pair.
+                    call_id = upstream_tool_id(f"{client_id}#{index}")
+                    if self.options.tool_id_style == "mistral":
+                        call_id = upstream_call_id(call_id, "mistral")
                 tool_input = block.get("input")
                 try:
                     arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
@@ -341,6 +351,8 @@ class MessageConverter:
                         call["extra_content"] = {"google": {"thought_signature": thought_signature}}
                     thought_signature = None
                 calls.append(call)
+                # A repeated client id pairs with its first call; the later one stays unanswered.
+                pending[client_id if client_id not in pending else f"{client_id}#{index}"] = call_id
                 self.call_names[call_id] = name
             elif kind in ("thinking", "redacted_thinking"):
                 state = decode_signature(block.get("signature"))
@@ -367,8 +379,12 @@ class MessageConverter:
             message[echo] = "\n\n".join(reasoning)
         if calls:
             message["tool_calls"] = calls
-            self.pending_calls = [c["id"] for c in calls]
+            self.pending_calls = pending
         self.out.append(message)
+
+
+def _id_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
 
 
 def simplify(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:

@@ -7,12 +7,13 @@ from typing import Any
 import orjson
 
 from claude_code_proxy.translate.errors import ProxyError
-from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
+from claude_code_proxy.translate.ids import client_tool_id, new_message_id
 from claude_code_proxy.translate.reasoning import (
     PLAIN_SIGNATURE,
     encode_signature,
     split_think_tags,
 )
+from claude_code_proxy.translate.rescue import RescueContext, RescuedCall, rescue_text
 from claude_code_proxy.translate.tool_args import dump_json, parse_arguments, split_objects
 from claude_code_proxy.translate.usage import anthropic_usage
 
@@ -100,8 +101,11 @@ def translate_completion(
     think_tags: bool = False,
     stash_reasoning: bool = False,
     tool_names: dict[str, str] | None = None,
+    rescue: RescueContext | None = None,
 ) -> dict[str, Any]:
     """A non-streaming OpenAI response as an Anthropic `Message`.
+
+    With `rescue`, tool calls the model wrote as text become `tool_use` blocks (rescue.py).
 
     Raises ProxyError (502 api_error) when the upstream answered 2xx without a result: no
     choices, or a generation that ended in `error` / `abort`.
@@ -132,15 +136,32 @@ def translate_completion(
         block = {"type": "thinking", "thinking": thinking, "signature": signature}
         content.append(block)
     refusal = message.get("refusal")
-    if isinstance(refusal, str) and refusal:
-        text = f"{text}\n\n{refusal}" if text else refusal
-    if text:
-        content.append({"type": "text", "text": text})
     calls = message.get("tool_calls")
     if not isinstance(calls, list):
         legacy = message.get("function_call")
         calls = [{"function": legacy}] if isinstance(legacy, dict) else []
     chars = len(thinking) + len(text)
+    reply_id = message_id or new_message_id()
+
+    def tool_id(upstream_id: Any) -> str:
+        """The upstream's id carried in the client's (docs/tool-ids.md); salted per block."""
+        carried = upstream_id if isinstance(upstream_id, str) else None
+        return client_tool_id(carried, f"{reply_id}:{len(content)}")
+
+    rescued: list[RescuedCall] = []
+    if rescue is not None and rescue.tools and text and not calls and not refusal:
+        text, rescued = rescue_text(text, rescue.tools)
+        if rescued and not text.strip():
+            text = ""
+        rescue.rescued.extend(rescued)
+    if isinstance(refusal, str) and refusal:
+        text = f"{text}\n\n{refusal}" if text else refusal
+    if text:
+        content.append({"type": "text", "text": text})
+    for found in rescued:
+        client_name = names.get(found.name, found.name)
+        block = {"type": "tool_use", "id": tool_id(None), "name": client_name}  # no upstream id
+        content.append({**block, "input": found.arguments})
     for call in calls:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
@@ -155,12 +176,15 @@ def translate_completion(
         arguments = function.get("arguments")
         if isinstance(arguments, str):
             chars += len(arguments)
+        upstream_id = call.get("id") if isinstance(call, dict) else None
         several = split_objects(arguments) if isinstance(arguments, str) else None
         if several:
-            # A weak model glued several calls into one: give each its own tool_use.
-            for tool_input in several:
+            # A weak model glued several calls into one: give each its own tool_use. Only
+            # the first carries the upstream's id: the others are the proxy's own calls.
+            for number, tool_input in enumerate(several):
+                block_id = tool_id(upstream_id if number == 0 else None)
                 content.append(
-                    {"type": "tool_use", "id": new_tool_use_id(), "name": name, "input": tool_input}
+                    {"type": "tool_use", "id": block_id, "name": name, "input": tool_input}
                 )
             continue
         tool_input = (
@@ -171,7 +195,7 @@ def translate_completion(
         if isinstance(arguments, dict):
             chars += len(dump_json(arguments))
         content.append(
-            {"type": "tool_use", "id": new_tool_use_id(), "name": name, "input": tool_input}
+            {"type": "tool_use", "id": tool_id(upstream_id), "name": name, "input": tool_input}
         )
 
     saw_tool = any(block["type"] == "tool_use" for block in content)
@@ -186,7 +210,7 @@ def translate_completion(
     if not usage["output_tokens"] and chars:
         usage["output_tokens"] = max(1, chars // 4)  # not reported: estimate, as the stream does
     return {
-        "id": message_id or new_message_id(),
+        "id": reply_id,
         "type": "message",
         "role": "assistant",
         "model": client_model,

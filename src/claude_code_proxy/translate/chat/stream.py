@@ -20,12 +20,13 @@ from claude_code_proxy.translate.chat.response import (
     thought_signature,
 )
 from claude_code_proxy.translate.errors import embedded_error, redact_secrets
-from claude_code_proxy.translate.ids import new_message_id, new_tool_use_id
+from claude_code_proxy.translate.ids import client_tool_id, new_message_id
 from claude_code_proxy.translate.reasoning import (
     PLAIN_SIGNATURE,
     ThinkTagSplitter,
     encode_signature,
 )
+from claude_code_proxy.translate.rescue import RescueContext, Rescuer
 from claude_code_proxy.translate.tool_args import (
     JsonPrefixScanner,
     complete_prefix,
@@ -52,7 +53,6 @@ class _ToolCall:
     """
 
     __slots__ = (
-        "anthropic_id",
         "chunks",
         "closed",
         "emitted",
@@ -69,7 +69,6 @@ class _ToolCall:
         self.upstream_id: str | None = None
         self.name: str | None = None
         self.google: str | None = None  # Gemini's thought signature
-        self.anthropic_id = new_tool_use_id()
         self.scanner = JsonPrefixScanner()
         self.chunks: list[str] = []  # every argument character received, in order
         self.received = 0
@@ -153,6 +152,7 @@ class StreamTranslator:
         stash_reasoning: bool = False,
         secrets: tuple[str, ...] = (),
         tool_names: dict[str, str] | None = None,
+        rescue: RescueContext | None = None,
     ) -> None:
         self.model = model
         self.message_id = message_id or new_message_id()
@@ -181,6 +181,9 @@ class StreamTranslator:
         self._stash = stash_reasoning
         self._thought: list[str] = []
         self._details: list[Any] = []
+        # Tool calls written as text (rescue.py): text that may be one waits here.
+        self._rescue = rescue
+        self._rescuer = Rescuer(rescue.tools) if rescue is not None and rescue.tools else None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -276,6 +279,8 @@ class StreamTranslator:
         self._close_open(out, cut=False)
         if self._held:
             self._release_held(out)
+            self._close_open(out, cut=False)
+        if self._give_up_rescue(out):
             self._close_open(out, cut=False)
         message = redact_secrets(message, self._secrets)
         out.append({"type": "error", "error": {"type": error_type, "message": message}})
@@ -380,6 +385,7 @@ class StreamTranslator:
             self._close_open(out, cut=cut)  # before the content that waited for it
         self._release_held(out)
         self._flush_splitter(out)
+        self._finish_rescue(out)
         self._close_open(out, cut=cut)
         while self._queue:
             call = self._queue.pop(0)
@@ -403,6 +409,13 @@ class StreamTranslator:
             )
 
     def _text(self, text: str, out: list[Event]) -> None:
+        if self._rescuer is not None:
+            text = self._rescuer.feed(text)
+            if not text:
+                return
+        self._emit_text(text, out)
+
+    def _emit_text(self, text: str, out: list[Event]) -> None:
         if self._open != TEXT:
             self._close_open(out, cut=False)
             self._start_block(TEXT, {"type": "text", "text": ""}, out)
@@ -456,6 +469,7 @@ class StreamTranslator:
 
     def _open_tool(self, call: _ToolCall, out: list[Event]) -> None:
         self._flush_splitter(out)
+        self._give_up_rescue(out)  # the server parses calls itself: text is text
         self._close_open(out, cut=False)
         if call.google:
             # Gemini 3 wants the signature back on this call: a thinking block carries it.
@@ -468,15 +482,47 @@ class StreamTranslator:
             out.append({"type": "content_block_stop", "index": index})
             self._open = None
         name = call.name or ""
+        # The upstream's id rides in the client's (docs/tool-ids.md), salted per block.
+        salt = f"{self.message_id}:{self._next_index}"
         block: dict[str, Any] = {
             "type": "tool_use",
-            "id": call.anthropic_id,
+            "id": client_tool_id(call.upstream_id, salt),
             "name": self._tool_names.get(name, name),
             "input": {},
         }
         self._start_block(TOOL, block, out)
         self._open_call = call
         self._saw_tool = True
+
+    def _give_up_rescue(self, out: list[Event]) -> bool:
+        """Send what the rescuer held as text and stop rescuing; True if it held any."""
+        rescuer, self._rescuer = self._rescuer, None
+        text = rescuer.abandon() if rescuer is not None else ""
+        if text:
+            self._emit_text(text, out)
+        return bool(text)
+
+    def _finish_rescue(self, out: list[Event]) -> None:
+        """The text ended: what it held is text, or the tool calls it ends with."""
+        rescuer = self._rescuer
+        if rescuer is None or self._rescue is None:
+            return
+        if self._queue or self._saw_tool:
+            self._give_up_rescue(out)
+            return
+        self._rescuer = None
+        text, calls = rescuer.finish()
+        if text:
+            self._emit_text(text, out)
+        for found in calls:
+            call = _ToolCall()
+            call.name = found.name
+            call.add(dump_json(found.arguments))
+            self.output_chars += call.received
+            self._open_tool(call, out)
+            self._send(call.take(call.scanner.pos), out)
+            self._close_open(out, cut=False)
+        self._rescue.rescued.extend(calls)
 
     def _pump(self, out: list[Event]) -> None:
         """Stream the open call's new fragments; once it is done, what waited for it."""
