@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -33,7 +34,7 @@ from claude_code_proxy.config import Settings
 from claude_code_proxy.config_file import gateway_of
 from claude_code_proxy.gateway.capabilities import CapabilityTable
 from claude_code_proxy.gateway.dispatch import Dispatcher
-from claude_code_proxy.gateway.exchange import Exchange
+from claude_code_proxy.gateway.exchange import Attempt, Exchange
 from claude_code_proxy.gateway.pool import key_id
 from claude_code_proxy.gateway.providers import Registry
 from claude_code_proxy.gateway.router import Target, tier_of
@@ -46,6 +47,8 @@ from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
 from claude_code_proxy.translate.sse import encode_events
+from claude_code_proxy.upstream_tokens import DIALECTS, UpstreamTokenizer
+from claude_code_proxy.windows import ContextWindows
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,16 @@ class Proxy:
         self.metrics = Metrics(known_models=(t.model for t in self.gateway.targets()))
         self.registry = Registry(settings, self.metrics, self.gateway)
         self.dispatcher = Dispatcher(settings, self.registry)
+        # Context windows and the upstream tokenizer speak to the environment's one provider;
+        # with a file the windows come from its [context_windows] (no discovery yet).
+        first = self.registry.first
+        windows_settings = (
+            settings
+            if self.gateway.path is None
+            else dataclasses.replace(first.settings, context_discovery=False)
+        )
+        self.windows = ContextWindows(windows_settings, first.table)
+        self.tokenizer = UpstreamTokenizer(first.settings)
         provider_keys = [k for p in self.gateway.providers for k in p.api_keys]
         secrets = [
             s for s in (settings.openai_api_key, settings.anthropic_api_key, *provider_keys) if s
@@ -158,6 +171,8 @@ class Proxy:
             record.route = decision.rule
             record.provider, record.upstream_model = first.target.provider, first.target.model
             record.stream = first.translated.stream
+            if len(decision.targets) == 1:  # with fallbacks, a larger window may follow
+                self._check_window(first)
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
             finish(record, self.metrics, json_logs=self.json_logs)
@@ -186,7 +201,7 @@ class Proxy:
 
         record = RequestRecord(_request_id(request), "count_tokens")
         try:
-            upstream_key(request.headers, self.settings)
+            key = upstream_key(request.headers, self.settings)
             body = parse_json(await read_body(request, self.settings.max_request_bytes))
             if not isinstance(body, dict):
                 raise ProxyError(400, "invalid_request_error", "request body must be a JSON object")
@@ -201,7 +216,10 @@ class Proxy:
         record.client_model = body["model"]
         decision = self.dispatcher.decide(body)
         record.route, record.upstream_model = decision.rule, decision.first.model
-        count = await asyncio.get_running_loop().run_in_executor(None, count_request_tokens, body)
+        count = await self._upstream_count(body, decision.first, key)
+        if count is None:
+            loop = asyncio.get_running_loop()
+            count = await loop.run_in_executor(None, count_request_tokens, body)
         record.status, record.input_tokens = 200, count
         finish(record, None, json_logs=self.json_logs)
         if self.metrics:
@@ -320,6 +338,38 @@ class Proxy:
 
     # ------------------------------------------------------------- internals
 
+    async def _upstream_count(self, body: dict[str, Any], target: Target, key: str) -> int | None:
+        """The upstream tokenizer's count of the translated prompt, when it has one."""
+        provider = self.registry.provider_of(target)
+        if provider is not self.registry.first:
+            return None  # the tokenizer speaks to the first provider only
+        server = self.windows.server or provider.profile(target.model).name
+        if server not in DIALECTS:
+            return None
+        try:
+            attempt = self.dispatcher.attempt(
+                {**body, "max_tokens": 1, "stream": False}, target, None
+            )
+        except ProxyError:
+            return None
+        return await self.tokenizer.count(
+            attempt.translated.payload, server, provider.key(key) or key
+        )
+
+    def _check_window(self, attempt: Attempt) -> None:
+        """Known not to fit: the error Claude Code compacts on, without the upstream call."""
+        target, tokens = attempt.target, attempt.translated.estimated_input_tokens
+        limit = attempt.provider.context_window(target.model)
+        if limit is None and attempt.provider is self.registry.first:
+            window = self.windows.window(target.model)
+            limit = window.tokens if window is not None else None
+        if limit is not None and tokens > limit:
+            raise ProxyError(
+                400,
+                "invalid_request_error",
+                f"prompt is too long: {tokens} tokens > {limit} maximum",
+            )
+
     def _shown(self, target: Target) -> str:
         """`provider/model` with a file; the bare model for the environment's one provider."""
         return str(target) if self.gateway.path is not None else target.model
@@ -426,9 +476,12 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await proxy.registry.start()
+        proxy.windows.start()
         try:
             yield
         finally:
+            await proxy.windows.stop()
+            await proxy.tokenizer.close()
             await proxy.registry.close()
 
     routes = [

@@ -9,6 +9,7 @@ a streamed text reply and a tool round trip per distinct target, addressed as
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import aiohttp
 
@@ -92,8 +93,8 @@ class ProviderSections:
         )
         async with aiohttp.ClientSession(timeout=timeout, skip_auto_headers=("User-Agent",)) as s:
             available = await AuthenticationCheck().run(ctx, s)
-        ModelsCheck().run(ctx, available)
-        ContextWindowCheck().run(ctx)
+            ModelsCheck().run(ctx, available)
+            await ContextWindowCheck().run(ctx, s)
         if not ctx.chat or not models:
             return
         if ctx.auth_failed:
@@ -133,7 +134,8 @@ class ProviderSections:
             return self.proxy.base_url
         if self.proxy_failed:
             return None
-        proxy = BackgroundProxy(self.ctx.settings)
+        # The windows are known already: no second discovery by the proxy chatted with.
+        proxy = BackgroundProxy(dataclasses.replace(self.ctx.settings, context_discovery=False))
         try:
             await asyncio.to_thread(proxy.start)
         except (ProxyStartError, OSError, ValueError) as exc:
