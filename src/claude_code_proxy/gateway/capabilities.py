@@ -49,6 +49,9 @@ class Profile:
     forward_top_k: bool = False
     thought_signatures: bool = False
     cache_control: bool = False
+    # A server that usually runs without keys (Ollama, LM Studio …): in dynamic mode any
+    # non-empty client key is passed on unless CLIENT_KEY_PATTERN says otherwise.
+    local_server: bool = False
     # Turn tool calls the model wrote as text into tool_use (translate/rescue.py): for servers
     # that may not parse them; hosted providers parse their models' calls themselves.
     rescue_tool_calls: bool = True
@@ -144,11 +147,19 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
     ),
     ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral", **_HOSTED}),
     ("api.groq.com", {"name": "groq", **_HOSTED}),
-    ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning"}),
-    ("*:1234", {"name": "lmstudio"}),
-    ("*:8080", {"name": "llama.cpp", "forward_top_k": True}),
-    ("*:30000", {"name": "sglang", "forward_top_k": True}),
-    ("*:8000", {"name": "vllm", "reasoning_echo": "reasoning", "forward_top_k": True}),
+    ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning", "local_server": True}),
+    ("*:1234", {"name": "lmstudio", "local_server": True}),
+    ("*:8080", {"name": "llama.cpp", "forward_top_k": True, "local_server": True}),
+    ("*:30000", {"name": "sglang", "forward_top_k": True, "local_server": True}),
+    (
+        "*:8000",
+        {
+            "name": "vllm",
+            "reasoning_echo": "reasoning",
+            "forward_top_k": True,
+            "local_server": True,
+        },
+    ),
 )
 
 # Model-name patterns (case-insensitive, `*/` prefixes allowed for routers) → settings that
