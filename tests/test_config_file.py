@@ -279,6 +279,19 @@ def test_context_windows_and_web_search_errors(tmp_path: Path) -> None:
         BASE + routes + '[web_search]\nbackend = "brave"\nmax_results = 500\n',
         "'max_results'",
     )
+    assert_error(
+        tmp_path,
+        BASE + routes + '[web_search]\nbackend = "bing"\n',
+        "[web_search]",
+        "'backend'",
+        "must be one of",
+    )
+    assert_error(
+        tmp_path,
+        BASE + routes + '[web_search]\nbackend = "brave"\n',
+        "[web_search]",
+        "'api_key'",
+    )
 
 
 def test_config_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -301,7 +314,9 @@ def test_load_for_puts_the_file_on_the_settings(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     settings = load_for(Settings(), {**ENV, CONFIG_ENV: str(path)})
     assert settings.gateway is not None and settings.gateway.path == str(path)
-    assert settings.web_search is not None and settings.web_search.url == "http://localhost:8888"
+    assert settings.web_search.backend == "searxng"
+    assert settings.web_search.url == "http://localhost:8888"
+    assert settings.web_search.max_results == 8
     assert gateway_of(settings) is settings.gateway
 
 

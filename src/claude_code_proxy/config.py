@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
-    from claude_code_proxy.config_file import GatewayConfig, WebSearchConfig
+    from claude_code_proxy.config_file import GatewayConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_CLIENT_KEY_PATTERN = r"^sk-\S+$"
@@ -147,8 +147,6 @@ class Settings:
     #: The configuration file's providers and routes (None: the environment's one provider;
     #: `config_file.gateway_of` gives either). See docs/routing.md.
     gateway: GatewayConfig | None = None
-    #: The file's `[web_search]` table, when it has one.
-    web_search: WebSearchConfig | None = None
     # Context windows (tokens): for every model, and per tier (BIG/MIDDLE/SMALL); they beat
     # what discovery finds on the server (windows.py), which CONTEXT_DISCOVERY can turn off.
     context_window: int | None = None

@@ -20,6 +20,7 @@ from claude_code_proxy.config import (
     PROTECTED_HEADERS,
     ConfigError,
     Settings,
+    WebSearchSettings,
     normalize_base_url,
     split_base_query,
 )
@@ -517,14 +518,21 @@ class _Loader:
         url = self.string(table, value, "url")
         if url is not None and not re.match(r"^https?://[^/\s]+", url):
             raise self.err(table, "url", f"{url!r} is not an http(s) URL")
-        return WebSearchConfig(
+        config = WebSearchConfig(
             backend=backend.lower(),
             url=url,
             api_key=api_key,
             api_key_env=api_key_env,
-            max_results=self.integer(table, value, "max_results", low=1, high=50) or 5,
+            max_results=self.integer(table, value, "max_results", low=1, high=20) or 5,
             timeout=self.number(table, value, "timeout") or 15.0,
         )
+        try:  # the same checks as the WEB_SEARCH_* variables
+            WebSearchSettings.create(backend=config.backend, url=config.url, api_key=config.api_key)
+        except ConfigError as exc:
+            text = str(exc)
+            key = "url" if "_URL" in text else "api_key" if "API_KEY" in text else "backend"
+            raise self.err(table, key, text) from None
+        return config
 
 
 def load_for(settings: Settings, env: Mapping[str, str], explicit: str | None = None) -> Settings:
@@ -535,4 +543,14 @@ def load_for(settings: Settings, env: Mapping[str, str], explicit: str | None = 
     if path is None:
         return settings
     gateway = load_gateway(path, env, settings)
-    return replace(settings, gateway=gateway, web_search=gateway.web_search)
+    web = gateway.web_search
+    if web is None:
+        return replace(settings, gateway=gateway)
+    search = WebSearchSettings.create(
+        backend=web.backend,
+        url=web.url,
+        api_key=web.api_key,
+        max_results=web.max_results,
+        timeout=web.timeout,
+    )
+    return replace(settings, gateway=gateway, web_search=search)
