@@ -42,10 +42,10 @@ from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.models import ALIASES
 from claude_code_proxy.observe import RequestRecord, finish
-from claude_code_proxy.translate.chat.request import TranslatedRequest
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
+from claude_code_proxy.translate.options import TranslatedRequest
 from claude_code_proxy.translate.sse import encode_events
 from claude_code_proxy.upstream_tokens import DIALECTS, UpstreamTokenizer
 from claude_code_proxy.windows import ContextWindows
@@ -303,15 +303,18 @@ class Proxy:
             provider = self.registry.provider_of(target)
             model = target.model
             key = provider.key(client) or client
-            options = provider.profile(model).options(max_tokens_limit=None)
-            payload = {
-                "model": model,
-                "messages": [{"role": "user", "content": "Reply with the word ok."}],
-                options.max_tokens_field: 16,
-            }
+            profile = provider.profile(model)
+            api = profile.upstream_api(self.dispatcher.api_setting(provider))
+            prompt = "Reply with the word ok."
+            payload: dict[str, Any] = {"model": model}
+            if api == "responses":
+                payload.update(input=prompt, max_output_tokens=16, store=False)
+            else:
+                payload["messages"] = [{"role": "user", "content": prompt}]
+                payload[profile.max_tokens_field] = 16
             started = time.perf_counter()
             async with provider.upstream.lease(key) as session:
-                response = await provider.upstream.post_chat(session, payload, key)
+                response = await provider.upstream.post_chat(session, payload, key, api=api)
                 try:
                     data = orjson.loads(await response.read())
                 finally:

@@ -147,6 +147,8 @@ class Settings:
     #: The configuration file's providers and routes (None: the environment's one provider;
     #: `config_file.gateway_of` gives either). See docs/routing.md.
     gateway: GatewayConfig | None = None
+    # Upstream dialect: Chat Completions, the Responses API, or chosen per model (docs/responses.md).
+    upstream_api: str = "auto"
     # Context windows (tokens): for every model, and per tier (BIG/MIDDLE/SMALL); they beat
     # what discovery finds on the server (windows.py), which CONTEXT_DISCOVERY can turn off.
     context_window: int | None = None
@@ -222,6 +224,9 @@ class Settings:
                 get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             model_map=_model_map(get("MODEL_MAP")),
+            upstream_api=_choice(
+                get("UPSTREAM_API"), "UPSTREAM_API", ("auto", "chat", "responses")
+            ),
             context_window=_optional_int(get("CONTEXT_WINDOW"), "CONTEXT_WINDOW"),
             tier_context_windows={
                 tier: tokens

@@ -9,15 +9,17 @@ when the estimate crosses the threshold.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from claude_code_proxy.config import Settings
+from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, dialect_for
 from claude_code_proxy.gateway.exchange import Attempt
 from claude_code_proxy.gateway.facts import has_image, has_web_search
-from claude_code_proxy.gateway.providers import Registry
+from claude_code_proxy.gateway.providers import Provider, Registry
 from claude_code_proxy.gateway.router import Decision, RequestFacts, Target, route
-from claude_code_proxy.translate.chat.request import translate_request
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError
+from claude_code_proxy.translate.options import TranslatedRequest
 
 #: Rules `long_context` comes before: only these may be overridden by the estimate.
 _BELOW_LONG_CONTEXT = frozenset({"image", "web_search", "opus", "sonnet", "haiku", "default"})
@@ -55,15 +57,26 @@ class Dispatcher:
                     first = self.attempt(body, decision.first, session_id)
         return decision, first
 
+    def api_setting(self, provider: Provider) -> str:
+        """The provider's `api`, or UPSTREAM_API when the provider leaves it to "auto"."""
+        return provider.api if provider.api != "auto" else self.settings.upstream_api
+
     def attempt(self, body: Any, target: Target, session_id: str | None) -> Attempt:
-        """The request translated for this target's provider and model."""
+        """The request translated for this target's provider, model and dialect."""
         provider = self.registry.provider_of(target)
         profile = provider.profile(target.model)
         options = profile.options(max_tokens_limit=self.settings.max_tokens_limit)
-        try:
-            translated = translate_request(
+        setting = self.api_setting(provider)
+        dialect = dialect_for(profile, setting)
+
+        def translate(chosen: Dialect) -> TranslatedRequest:
+            return chosen.translate_request(
                 body, upstream_model=target.model, options=options, session_id=session_id
             )
+
+        try:
+            translated = translate(dialect)
         except RequestValidationError as exc:
             raise ProxyError(400, "invalid_request_error", str(exc)) from None
-        return Attempt(target, provider, translated, profile)
+        switch = partial(translate, RESPONSES) if dialect is CHAT and setting == "auto" else None
+        return Attempt(target, provider, translated, profile, dialect=dialect, switch=switch)

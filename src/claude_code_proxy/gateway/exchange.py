@@ -24,16 +24,16 @@ from starlette.types import Send
 from claude_code_proxy.asgi import EventSender, send_json, start_sse
 from claude_code_proxy.capture import CaptureSession
 from claude_code_proxy.config import Settings
+from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, StreamTranslation
 from claude_code_proxy.gateway.capabilities import Profile
 from claude_code_proxy.gateway.providers import Provider
 from claude_code_proxy.gateway.router import Decision, Target
-from claude_code_proxy.gateway.upstream import UpstreamError
+from claude_code_proxy.gateway.upstream import ResponsesOnly, UpstreamError
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
-from claude_code_proxy.translate.chat.request import TranslatedRequest
-from claude_code_proxy.translate.chat.response import message_to_events, translate_completion
-from claude_code_proxy.translate.chat.stream import StreamTranslator
+from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
+from claude_code_proxy.translate.options import TranslatedRequest
 from claude_code_proxy.translate.rescue import RescueContext, offered_tools
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
@@ -54,6 +54,10 @@ class Attempt:
     translated: TranslatedRequest
     profile: Profile
     key: str = ""
+    dialect: Dialect = CHAT
+    #: Re-translates the request for the Responses API, when Chat Completions may refuse the
+    #: model as Responses-only (api "auto"): the self-healing switch.
+    switch: Callable[[], TranslatedRequest] | None = None
 
 
 #: Translates the request for a later target of the route (validation errors: 400).
@@ -93,6 +97,10 @@ class Exchange:
     @property
     def key(self) -> str:
         return self.attempt.key
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.attempt.dialect
 
     def client_disconnected(self) -> None:
         self.client_left = True
@@ -167,7 +175,7 @@ class Exchange:
                 self._fell_back(target, targets[index + 1], error)
                 continue
             self.record.upstream_answered()
-            if attempt.profile.rescue_tool_calls:
+            if attempt.profile.rescue_tool_calls and attempt.dialect is CHAT:
                 tools = offered_tools(attempt.translated.payload)
                 self.rescue = RescueContext(tools) if tools else None
             return response
@@ -211,7 +219,19 @@ class Exchange:
                         prompt_tokens=attempt.translated.estimated_input_tokens or None,
                         retries=None if last else 0,
                         rotate_keys=pool is not None,
+                        api=attempt.dialect.api,
                     )
+                except ResponsesOnly:
+                    if attempt.switch is None or attempt.dialect is RESPONSES:
+                        raise
+                    # The model answers only on the Responses API: ask there, and remember it.
+                    attempt.translated, attempt.dialect = attempt.switch(), RESPONSES
+                    model = str(attempt.translated.payload.get("model", ""))
+                    provider.table.learn(provider.base_url, model, api="responses")
+                    logger.warning(
+                        "model %s answers only on the Responses API; using it from now on", model
+                    )
+                    continue
                 except UpstreamError as error:
                     if pool is None or error.reason not in ("rate_limit", "auth"):
                         raise
@@ -279,16 +299,7 @@ class Exchange:
             )
             error.message = redact_secrets(error.message, (self.key,))
             raise error
-        return translate_completion(
-            completion,
-            client_model=self.translated.client_model,
-            stop_sequences=self.translated.stop_sequences,
-            fallback_input_tokens=self.translated.estimated_input_tokens,
-            think_tags=self.profile.think_tags,
-            stash_reasoning=self.profile.stash_reasoning,
-            tool_names=self.translated.tool_names,
-            rescue=self.rescue,
-        )
+        return self.dialect.reply(completion, self.translated, self.profile, self.rescue)
 
     # ------------------------------------------------------------------ streaming
 
@@ -332,17 +343,7 @@ class Exchange:
         self.completed = True
 
     async def _relay(self, send: Send, response: aiohttp.ClientResponse) -> None:
-        translator = StreamTranslator(
-            model=self.translated.client_model,
-            input_tokens=self.translated.estimated_input_tokens,
-            stop_sequences=self.translated.stop_sequences,
-            expect_usage="stream_options" in self.translated.payload,
-            think_tags=self.profile.think_tags,
-            stash_reasoning=self.profile.stash_reasoning,
-            secrets=(self.key,),
-            tool_names=self.translated.tool_names,
-            rescue=self.rescue,
-        )
+        translator = self.dialect.stream(self.translated, self.profile, (self.key,), self.rescue)
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
         sender = EventSender(send, self.settings.ping_interval)
@@ -412,7 +413,7 @@ def _keys_unavailable(provider: Provider, error: UpstreamError | None = None) ->
     )
 
 
-def _internal_failure(translator: StreamTranslator) -> list[dict[str, Any]]:
+def _internal_failure(translator: StreamTranslation) -> list[dict[str, Any]]:
     """Closing events after an unexpected error; a bare `error` if the translator is broken."""
     message = "the proxy failed while translating the upstream stream (see its log)"
     with contextlib.suppress(Exception):
@@ -431,7 +432,7 @@ def _timeout(settings: Settings) -> ProxyError:
 
 async def translate_stream(
     response: aiohttp.ClientResponse,
-    translator: StreamTranslator,
+    translator: StreamTranslation,
     tap: Callable[[bytes], None] | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Read upstream SSE and yield Anthropic events; always ends with stop or error."""

@@ -27,6 +27,7 @@ from claude_code_proxy.translate.errors import (
     ParameterFix,
     ProxyError,
     map_upstream_error,
+    needs_responses_api,
     parameter_fix,
     redact_secrets,
     retry_after_seconds,
@@ -82,6 +83,11 @@ def _status_reason(status: int, error: ProxyError) -> str:
     return reason
 
 
+@dataclass
+class ResponsesOnly(ProxyError):
+    """Chat Completions refused the model: it answers only on the Responses API."""
+
+
 class Upstream:
     """Talks to the configured provider through pooled keep-alive sessions.
 
@@ -134,6 +140,12 @@ class Upstream:
     def chat_url(self, model: str) -> str:
         return chat_url(self.settings, model)
 
+    def api_url(self, api: str, model: str) -> str:
+        """The endpoint of a dialect: Chat Completions or the Responses API."""
+        return (
+            responses_url(self.settings) if api == "responses" else chat_url(self.settings, model)
+        )
+
     def models_url(self) -> str:
         return models_url(self.settings)
 
@@ -150,6 +162,7 @@ class Upstream:
         prompt_tokens: int | None = None,
         retries: int | None = None,
         rotate_keys: bool = False,
+        api: str = "chat",
     ) -> aiohttp.ClientResponse:
         """POST the request; return the open response once the upstream answered 2xx.
 
@@ -157,12 +170,14 @@ class Upstream:
         an unknown host name, 502/503/504) are retried with backoff, and 429/503/529 wait
         out a `retry-after` of at most RETRY_AFTER_MAX (a longer one goes to the client);
         a 400 naming one rejected parameter is fixed, retried once and remembered for the
-        model; anything else is raised as a mapped `UpstreamError` with its fallback reason.
-        `retries` overrides MAX_RETRIES (0 when the route has a next target: falling back is
-        faster than waiting); `rotate_keys` raises a 429 at once so a key pool can rotate.
+        model; anything else is raised as a mapped `UpstreamError` with its fallback reason
+        (`ResponsesOnly` when Chat Completions says the model answers only on the Responses
+        API). `retries` overrides MAX_RETRIES (0 when the route has a next target: falling
+        back is faster than waiting); `rotate_keys` raises a 429 at once so a key pool can
+        rotate. `api` picks the endpoint: "chat" (Chat Completions) or "responses".
         """
         model = str(payload.get("model", ""))
-        url = self.chat_url(model)
+        url = self.api_url(api, model)
         headers = self.headers(api_key)
         attempt = fixes = 0
         max_retries = self.max_retries if retries is None else retries
@@ -221,6 +236,10 @@ class Upstream:
                 status, response_headers = response.status, dict(response.headers)
                 if error_tap is not None:
                     error_tap(f"HTTP {status}\n".encode() + raw + b"\n")
+                if api == "chat" and needs_responses_api(status, raw):
+                    refused = map_upstream_error(status, raw, response_headers)
+                    message = redact_secrets(refused.message, (api_key,))
+                    raise ResponsesOnly(refused.status, refused.error_type, message)
                 fix = parameter_fix(status, raw, payload)
                 if fix is not None and fixes < MAX_PARAMETER_FIXES:
                     fixes += 1
@@ -291,6 +310,15 @@ def chat_url(settings: Settings, model: str) -> str:
     if base.endswith("/v1"):  # Azure's v1 API takes no api-version
         return _with_query(settings, url)
     return _with_query(settings, url, version)
+
+
+def responses_url(settings: Settings) -> str:
+    """`POST …/responses`; on Azure the v1 form `…/openai/v1/responses` (no api-version)."""
+    base = settings.openai_base_url
+    if settings.azure_api_version is None or base.endswith("/v1"):
+        return _with_query(settings, base + "/responses")
+    parts = urlsplit(base)
+    return _with_query(settings, f"{parts.scheme}://{parts.netloc}/openai/v1/responses")
 
 
 def models_url(settings: Settings) -> str:
