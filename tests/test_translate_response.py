@@ -417,6 +417,12 @@ def test_stop_token_that_is_not_a_requested_sequence_is_end_turn(matched: Any) -
     assert (message["stop_reason"], message["stop_sequence"]) == ("end_turn", None)
 
 
+def test_sglang_matched_stop_next_to_a_null_stop_reason() -> None:
+    data = completion({"content": "x"}, finish_reason="stop", stop_reason=None, matched_stop="S")
+    message = translate(data, stop_sequences=["S"])
+    assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", "S")
+
+
 def test_matched_stop_without_requested_sequences_is_end_turn() -> None:
     data = completion({"content": "x"}, finish_reason="stop", stop_reason="</answer>")
     assert translate(data)["stop_reason"] == "end_turn"

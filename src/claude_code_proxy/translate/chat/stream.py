@@ -4,7 +4,9 @@ Invariants (protocol.md A.9, A.10, E.6, F): `message_start` first; exactly one c
 open at a time; indexes contiguous from 0; thinking ends with a `signature_delta`; tool
 input fragments always concatenate to a JSON object (or, when `max_tokens` cut the call, a
 valid prefix of one); `message_delta` carries cumulative usage and comes after the upstream's
-trailing usage chunk; `message_stop` last, or an `error` event instead.
+trailing usage chunk; `message_stop` last, or an `error` event instead. A tool_use block is
+closed only once its arguments arrived whole or the upstream said the reply is finished: a
+failure in the middle of the arguments ends the stream with `error` while the block is open.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from claude_code_proxy.translate.chat.response import (
     content_text,
     details_text,
     first_choice,
+    matched_stop,
     stop_reason,
     thought_signature,
 )
@@ -240,7 +243,7 @@ class StreamTranslator:
             if finish in ("error", "abort"):
                 return out + self.fail("api_error", f"upstream ended the generation ({finish})")
             self.finish_reason = str(finish)
-            self.matched_stop = choice.get("stop_reason", choice.get("matched_stop"))
+            self.matched_stop = matched_stop(choice)
             self._close_all(out)
         return out
 
@@ -272,16 +275,28 @@ class StreamTranslator:
         return out
 
     def fail(self, error_type: str, message: str) -> list[Event]:
-        """End the stream with an `error` event (after closing the open block)."""
+        """End the stream with an `error` event, after closing the open block.
+
+        Except a tool call whose arguments the failure cut: its block stays open, as the
+        Anthropic API leaves it, so the client discards the turn. Closing it would make the
+        client run the call with repaired (truncated or empty) arguments.
+        """
         if self.ended:
             return []
         out: list[Event] = []
-        self._close_open(out, cut=False)
-        if self._held:
-            self._release_held(out)
+        call = self._open_call
+        if call is not None and not call.done_receiving:
+            logger.warning(
+                "upstream failed in tool call %s's arguments; leaving it open", call.name
+            )
+            self._held = []  # what came after the call belongs to the discarded turn
+        else:
             self._close_open(out, cut=False)
-        if self._give_up_rescue(out):
-            self._close_open(out, cut=False)
+            if self._held:
+                self._release_held(out)
+                self._close_open(out, cut=False)
+            if self._give_up_rescue(out):
+                self._close_open(out, cut=False)
         message = redact_secrets(message, self._secrets)
         out.append({"type": "error", "error": {"type": error_type, "message": message}})
         self.error_type = error_type
