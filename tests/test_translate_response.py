@@ -515,12 +515,29 @@ def test_reported_usage_wins_over_the_estimate_when_present() -> None:
     assert message["usage"]["output_tokens"] == 2
 
 
-def test_a_prompt_count_far_below_the_estimate_is_replaced_by_it() -> None:
+def test_a_prompt_count_far_below_the_estimate_is_kept_on_an_honest_upstream() -> None:
+    data = completion({"content": "hi"}, usage={"prompt_tokens": 5, "completion_tokens": 2})
+    message = translate(data, fallback_input_tokens=5000)
+    assert message["usage"]["input_tokens"] == 5
+    assert message["usage"]["output_tokens"] == 2
+
+
+def test_an_under_counting_upstreams_low_prompt_count_is_replaced_by_the_estimate() -> None:
     """Ollama counts only the tokens that missed its KV cache (protocol.md C.2, E.5)."""
     data = completion({"content": "hi"}, usage={"prompt_tokens": 50, "completion_tokens": 2})
-    message = translate(data, fallback_input_tokens=12000)
+    message = translate(data, fallback_input_tokens=12000, under_counts=True)
     assert message["usage"]["input_tokens"] == 12000
     assert message["usage"]["output_tokens"] == 2
+    fair = completion({"content": "hi"}, usage={"prompt_tokens": 5000, "completion_tokens": 2})
+    assert (
+        translate(fair, fallback_input_tokens=12000, under_counts=True)["usage"]["input_tokens"]
+        == 5000
+    )  # within a factor of three: the upstream's figure
+
+
+def test_usage_without_a_prompt_count_falls_back_to_the_estimate() -> None:
+    data = completion({"content": "hi"}, usage={"completion_tokens": 2})
+    assert translate(data, fallback_input_tokens=700)["usage"]["input_tokens"] == 700
 
 
 # ------------------------------------------------------------------------------------------

@@ -958,3 +958,11 @@ def test_context_overflow_error_chunk_uses_anthropic_wording() -> None:
         "type": "invalid_request_error",
         "message": "prompt is too long: 190000 tokens > 163840 maximum",
     }
+
+
+def test_usage_is_reported_as_the_upstream_counted_it() -> None:
+    chunks = [delta(content="a"), finish(), usage(prompt=5, completion=2)]
+    _, honest = run(chunks, input_tokens=5000)
+    assert validate_anthropic_stream(honest).usage["input_tokens"] == 5
+    _, ollama = run(chunks, input_tokens=5000, under_counts=True)
+    assert validate_anthropic_stream(ollama).usage["input_tokens"] == 5000

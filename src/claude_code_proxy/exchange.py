@@ -168,6 +168,7 @@ class Exchange:
             fallback_input_tokens=self.translated.estimated_input_tokens,
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
+            under_counts=self.profile.prompt_under_count,
             tool_names=self.translated.tool_names,
             rescue=self.rescue,
         )
@@ -220,6 +221,7 @@ class Exchange:
             expect_usage="stream_options" in self.translated.payload,
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
+            under_counts=self.profile.prompt_under_count,
             secrets=(self.key,),
             tool_names=self.translated.tool_names,
             rescue=self.rescue,
@@ -259,7 +261,11 @@ class Exchange:
             self.record.stop_reason = translator.stop_reason
             self.record.error_type = translator.error_type
             self.record.usage(
-                anthropic_usage(translator.usage, fallback_input=translator.input_tokens)
+                anthropic_usage(
+                    translator.usage,
+                    fallback_input=translator.input_tokens,
+                    under_counts=translator.under_counts,
+                )
             )
         # Finish reading the upstream body first (bounded): the connection then goes back to
         # the pool before the client can send its next request. message_stop is already out.

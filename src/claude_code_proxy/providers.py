@@ -48,6 +48,9 @@ class Profile:
     forward_top_k: bool = False
     thought_signatures: bool = False
     cache_control: bool = False
+    # The reported prompt count leaves out tokens served from a cache (not the billing sense):
+    # a count under a third of the proxy's estimate is replaced by the estimate.
+    prompt_under_count: bool = False
     # Turn tool calls the model wrote as text into tool_use (translate/rescue.py): for servers
     # that may not parse them; hosted providers parse their models' calls themselves.
     rescue_tool_calls: bool = True
@@ -143,7 +146,8 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
     ),
     ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral", **_HOSTED}),
     ("api.groq.com", {"name": "groq", **_HOSTED}),
-    ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning"}),
+    # Ollama's prompt_eval_count counts only the tokens its KV cache did not already hold.
+    ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning", "prompt_under_count": True}),
     ("*:1234", {"name": "lmstudio"}),
     ("*:8080", {"name": "llama.cpp", "forward_top_k": True}),
     ("*:30000", {"name": "sglang", "forward_top_k": True}),

@@ -115,8 +115,11 @@ def translate_completion(
     stash_reasoning: bool = False,
     tool_names: dict[str, str] | None = None,
     rescue: RescueContext | None = None,
+    under_counts: bool = False,
 ) -> dict[str, Any]:
     """A non-streaming OpenAI response as an Anthropic `Message`.
+
+    `under_counts`: the upstream's prompt count leaves out cached tokens (usage.py).
 
     With `rescue`, tool calls the model wrote as text become `tool_use` blocks (rescue.py).
 
@@ -218,7 +221,9 @@ def translate_completion(
         matched_stop=matched_stop(choice),
         stop_sequences=stop_sequences,
     )
-    usage = anthropic_usage(completion.get("usage"), fallback_input=fallback_input_tokens)
+    usage = anthropic_usage(
+        completion.get("usage"), fallback_input=fallback_input_tokens, under_counts=under_counts
+    )
     if not usage["output_tokens"] and chars:
         usage["output_tokens"] = max(1, chars // 4)  # not reported: estimate, as the stream does
     return {

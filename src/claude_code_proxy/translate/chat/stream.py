@@ -155,6 +155,7 @@ class StreamTranslator:
         stash_reasoning: bool = False,
         secrets: tuple[str, ...] = (),
         tool_names: dict[str, str] | None = None,
+        under_counts: bool = False,
         rescue: RescueContext | None = None,
     ) -> None:
         self.model = model
@@ -162,6 +163,7 @@ class StreamTranslator:
         self.input_tokens = input_tokens
         self.stop_sequences = tuple(stop_sequences)
         self.expect_usage = expect_usage
+        self.under_counts = under_counts  # the upstream's prompt count leaves out cached tokens
         self.finish_reason: str | None = None
         self.matched_stop: Any = None
         self.usage: dict[str, Any] | None = None
@@ -260,7 +262,9 @@ class StreamTranslator:
             stop_sequences=self.stop_sequences,
         )
         self.stop_reason = reason
-        usage = anthropic_usage(self.usage, fallback_input=self.input_tokens)
+        usage = anthropic_usage(
+            self.usage, fallback_input=self.input_tokens, under_counts=self.under_counts
+        )
         if not usage["output_tokens"]:
             usage["output_tokens"] = max(1, self.output_chars // 4) if self.output_chars else 0
         out.append(
