@@ -38,6 +38,8 @@ DEFAULT_PROXY_ENV: dict[str, str] = {
     "MIDDLE_MODEL": "gpt-middle",
     "SMALL_MODEL": "gpt-small",
     "REQUEST_TIMEOUT": "5",
+    # Background probes would add requests to the mock's record; tests of it turn it on.
+    "CONTEXT_DISCOVERY": "false",
 }
 
 

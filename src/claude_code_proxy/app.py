@@ -42,6 +42,8 @@ from claude_code_proxy.translate.errors import ProxyError, RequestValidationErro
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
 from claude_code_proxy.translate.sse import encode_events
 from claude_code_proxy.upstream import Upstream
+from claude_code_proxy.upstream_tokens import DIALECTS, UpstreamTokenizer
+from claude_code_proxy.windows import ContextWindows
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class Proxy:
         self.metrics = Metrics(known_models=configured_models(settings))
         self.table = CapabilityTable.from_file(settings.provider_profiles)
         self.upstream = Upstream(settings, self.table, self.metrics)
+        self.windows = ContextWindows(settings, self.table)
+        self.tokenizer = UpstreamTokenizer(settings)
         secrets = [s for s in (settings.openai_api_key, settings.anthropic_api_key) if s]
         self.capture = (
             Capture(settings.capture_dir, secrets=secrets) if settings.capture_dir else None
@@ -162,7 +166,7 @@ class Proxy:
 
         record = RequestRecord(_request_id(request), "count_tokens")
         try:
-            upstream_key(request.headers, self.settings)
+            key = upstream_key(request.headers, self.settings)
             body = parse_json(await read_body(request, self.settings.max_request_bytes))
             if not isinstance(body, dict):
                 raise ProxyError(400, "invalid_request_error", "request body must be a JSON object")
@@ -176,7 +180,10 @@ class Proxy:
             return _json_error(error)
         record.client_model = body["model"]
         record.upstream_model = map_model(body["model"], self.settings)
-        count = await asyncio.get_running_loop().run_in_executor(None, count_request_tokens, body)
+        count = await self._upstream_count(body, record.upstream_model, key)
+        if count is None:
+            loop = asyncio.get_running_loop()
+            count = await loop.run_in_executor(None, count_request_tokens, body)
         record.status, record.input_tokens = 200, count
         finish(record, None, json_logs=self.json_logs)
         if self.metrics:
@@ -293,6 +300,22 @@ class Proxy:
 
     # ------------------------------------------------------------- internals
 
+    async def _upstream_count(self, body: dict[str, Any], model: str, key: str) -> int | None:
+        """The upstream tokenizer's count of the translated prompt, when it has one."""
+        profile = self.table.profile(self.settings.openai_base_url, model)
+        server = self.windows.server or profile.name
+        if server not in DIALECTS:
+            return None
+        try:
+            translated = translate_request(
+                {**body, "max_tokens": 1, "stream": False},
+                upstream_model=model,
+                options=profile.options(max_tokens_limit=None),
+            )
+        except RequestValidationError:
+            return None
+        return await self.tokenizer.count(translated.payload, server, key)
+
     def _model_entries(self) -> list[dict[str, Any]]:
         s = self.settings
         entries = [
@@ -327,6 +350,15 @@ class Proxy:
         except RequestValidationError as exc:
             raise ProxyError(400, "invalid_request_error", str(exc)) from None
         record.stream = translated.stream
+        window = self.windows.window(upstream_model)
+        if window is not None and translated.estimated_input_tokens > window.tokens:
+            # Known not to fit: the error Claude Code compacts on, without the upstream call.
+            raise ProxyError(
+                400,
+                "invalid_request_error",
+                f"prompt is too long: {translated.estimated_input_tokens} tokens > "
+                f"{window.tokens} maximum",
+            )
         return translated, profile
 
     def _empty_reply(self, translated: TranslatedRequest) -> Response | CancelOnDisconnect:
@@ -406,9 +438,12 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await proxy.upstream.start()
+        proxy.windows.start()
         try:
             yield
         finally:
+            await proxy.windows.stop()
+            await proxy.tokenizer.close()
             await proxy.upstream.close()
 
     routes = [

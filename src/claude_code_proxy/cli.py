@@ -7,6 +7,7 @@ environment), then command-line flags, which are written into the same mapping t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -49,11 +50,13 @@ from claude_code_proxy.launcher import (
     run_command,
     signal_handlers,
 )
+from claude_code_proxy.windows import ContextWindows, client_env
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 APP_FACTORY = "claude_code_proxy.app:create_app_from_env"
 EXIT_CONFIG = 2
+RUN_DISCOVERY_WAIT = 6.0  # seconds `run` waits for the context windows before starting
 EXIT_STARTUP_FAILURE = 3  # uvicorn's code when it cannot serve (port taken, lifespan failed)
 # Query parameters of OPENAI_BASE_URL whose values the banner masks.
 SECRET_PARAM = re.compile(r"key|token|secret|sig|pass|auth", re.IGNORECASE)
@@ -559,6 +562,15 @@ def run(
     )
     for note in notes:
         click.echo(f"claude-code-proxy: {note}", err=True)
+    # Claude Code compacts by the window it believes in: tell it the real one.
+    if proxy is not None:  # ours: its own background discovery finds them
+        windows = proxy.app.state.proxy.windows.wait_known(RUN_DISCOVERY_WAIT)
+    else:
+        windows = asyncio.run(ContextWindows(settings).collect(RUN_DISCOVERY_WAIT / 3))
+    added, line = client_env(parent_env, windows)
+    env.update(added)
+    if line:
+        click.echo(f"claude-code-proxy: {line}", err=True)
     try:
         code = run_command([executable, *argv[1:]], env)
     except OSError as exc:

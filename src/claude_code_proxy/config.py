@@ -56,6 +56,11 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     # Explicit client model id (or glob pattern) → upstream model, checked before BIG/MIDDLE/SMALL.
     model_map: dict[str, str] = field(default_factory=dict)
+    # Context windows (tokens): for every model, and per tier (BIG/MIDDLE/SMALL); they beat
+    # what discovery finds on the server (windows.py), which CONTEXT_DISCOVERY can turn off.
+    context_window: int | None = None
+    tier_context_windows: dict[str, int] = field(default_factory=dict)
+    context_discovery: bool = True
 
     @property
     def dynamic_keys(self) -> bool:
@@ -114,6 +119,18 @@ class Settings:
                 get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             model_map=_model_map(get("MODEL_MAP")),
+            context_window=_optional_int(get("CONTEXT_WINDOW"), "CONTEXT_WINDOW"),
+            tier_context_windows={
+                tier: tokens
+                for tier in ("BIG", "MIDDLE", "SMALL")
+                if (
+                    tokens := _optional_int(
+                        get(f"{tier}_MODEL_CONTEXT_WINDOW"), f"{tier}_MODEL_CONTEXT_WINDOW"
+                    )
+                )
+            },
+            context_discovery=get("CONTEXT_DISCOVERY") is None
+            or _bool(get("CONTEXT_DISCOVERY"), "CONTEXT_DISCOVERY"),
         )
         settings.check_exposure()
         return settings

@@ -146,6 +146,7 @@ class BackgroundProxy:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._failure: list[BaseException] = []
+        self.app: Any = None
 
     @property
     def base_url(self) -> str:
@@ -157,7 +158,7 @@ class BackgroundProxy:
 
         from claude_code_proxy.app import create_app
 
-        app = create_app(self.settings)
+        app = self.app = create_app(self.settings)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:

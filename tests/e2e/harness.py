@@ -155,6 +155,7 @@ def proxy_env(upstream_url: str, **overrides: str | None) -> dict[str, str]:
         "SMALL_MODEL": SMALL,
         "MAX_RETRIES": str(PROXY_MAX_RETRIES),
         "LOG_LEVEL": "INFO",
+        "CONTEXT_DISCOVERY": "false",  # no background probes in the scripted exchanges
     }
     for key, value in overrides.items():
         if value is None:

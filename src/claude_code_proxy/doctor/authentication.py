@@ -8,7 +8,7 @@ import json
 import aiohttp
 
 from claude_code_proxy.doctor.context import Context
-from claude_code_proxy.doctor.model_list import context_windows, model_ids
+from claude_code_proxy.doctor.model_list import model_ids
 from claude_code_proxy.doctor.replies import error_text
 from claude_code_proxy.launcher import mask_key
 from claude_code_proxy.upstream import models_url, upstream_headers
@@ -79,7 +79,7 @@ class AuthenticationCheck:
         except ValueError:
             body = None
         ids = model_ids(body)
-        ctx.context_windows = context_windows(body)
+        ctx.model_list = body
         if ids is None:
             ctx.add(
                 "authentication",

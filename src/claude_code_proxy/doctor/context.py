@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from claude_code_proxy.config import Settings
@@ -27,7 +28,9 @@ class Context:
     auth_failed: bool = False
     base_url_doubled: bool = False
     missing_models: set[str] = field(default_factory=set)
-    #: Context windows (tokens) the model list reports, by model id.
+    #: The provider's `GET /models` body, when it answered one.
+    model_list: Any = None
+    #: Context windows (tokens) by model id, configured or discovered.
     context_windows: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,9 +1,20 @@
-"""The smallest context window among the mapped models, when the model list gives one."""
+"""Each routed model's context window (configured or discovered) and the line for Claude Code."""
 
 from __future__ import annotations
 
+import aiohttp
+
 from claude_code_proxy.doctor.context import Context
 from claude_code_proxy.doctor.models import mapped_models
+from claude_code_proxy.providers import CapabilityTable
+from claude_code_proxy.windows import (
+    CONFIGURED,
+    Discovery,
+    Window,
+    configured_windows,
+    smallest,
+    window_line,
+)
 
 #: The smallest context window (tokens) in which Claude Code works.
 MIN_CONTEXT = 32768
@@ -12,33 +23,42 @@ MIN_CONTEXT = 32768
 class ContextWindowCheck:
     """Claude Code compacts by a window it assumes; say the real one and how to tell it."""
 
-    def run(self, ctx: Context) -> None:
-        known = {
-            model: ctx.context_windows[model]
-            for _, model in mapped_models(ctx)
-            if model in ctx.context_windows
-        }
-        if not known:
+    async def run(self, ctx: Context, session: aiohttp.ClientSession) -> None:
+        s = ctx.settings
+        models = list(dict.fromkeys(model for _, model in mapped_models(ctx)))
+        windows: dict[str, Window] = dict(configured_windows(s))
+        for model in models:
+            if model not in windows and s.context_window:
+                windows[model] = Window(s.context_window, "CONTEXT_WINDOW", CONFIGURED)
+        wanted = [m for m in models if m not in windows]
+        if wanted and not ctx.base_url_doubled and not ctx.auth_failed:
+            table = CapabilityTable.from_file(s.provider_profiles)
+            kind = table.profile(s.openai_base_url, wanted[0]).name
+            discovery = Discovery(session, s, kind, ctx.key)
+            windows.update(await discovery.windows(wanted, listing=ctx.model_list))
+        ctx.context_windows = {model: window.tokens for model, window in windows.items()}
+        least = smallest(windows)
+        if least is None:
             return
-        model, tokens = min(known.items(), key=lambda item: item[1])
+        model, window = least
+        others = "; ".join(
+            f"'{m}' {w.tokens} ({w.source})" for m, w in windows.items() if m != model
+        )
+        detail = f"'{model}' has a {window.tokens}-token context window ({window.source})"
+        detail += f"; {others}" if others else ""
         hint = (
             "Claude Code assumes a 200k-token window for models it does not know and compacts "
-            f"by that; tell it the real one: CLAUDE_CODE_AUTO_COMPACT_WINDOW={tokens} "
-            f"CLAUDE_CODE_MAX_CONTEXT_TOKENS={tokens} claude-code-proxy run -- claude"
+            "by that; `claude-code-proxy run -- claude` tells it the real one, otherwise start "
+            f"it with {window_line(window.tokens)}"
         )
-        if tokens < MIN_CONTEXT:
+        if window.tokens < MIN_CONTEXT:
             ctx.add(
                 "context window",
                 "WARN",
-                f"'{model}' has a {tokens}-token context window; Claude Code's first request "
-                f"alone is about 13k tokens and it needs {MIN_CONTEXT} or more",
+                detail + f"; Claude Code's first request alone is about 13k tokens and it needs "
+                f"{MIN_CONTEXT} or more",
                 "serve the model with a longer context (Ollama: OLLAMA_CONTEXT_LENGTH=32768; "
                 "vLLM: --max-model-len; llama.cpp: --ctx-size); then " + hint,
             )
         else:
-            ctx.add(
-                "context window",
-                "INFO",
-                f"'{model}' has a {tokens}-token context window (from the model list)",
-                hint,
-            )
+            ctx.add("context window", "INFO", detail, hint)

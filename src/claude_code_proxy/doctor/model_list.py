@@ -5,11 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-#: Model-list fields that give a model's context window: OpenRouter and others
-#: (`context_length`), vLLM (`max_model_len`), Groq (`context_window`), LM Studio
-#: (`max_context_length`).
-CONTEXT_FIELDS = ("context_length", "max_model_len", "context_window", "max_context_length")
-
 
 def contains_model(available: Sequence[str], model: str) -> bool:
     """Exact match, tolerating Ollama's implicit `:latest` tag and Gemini's `models/` prefix."""
@@ -38,23 +33,3 @@ def model_ids(body: Any) -> list[str] | None:
         elif isinstance(item, str):
             ids.append(item)
     return ids
-
-
-def context_windows(body: Any) -> dict[str, int]:
-    """Context windows (tokens) by model id, for the entries of a model list that give one."""
-    if not isinstance(body, dict):
-        return {}
-    items = body.get("data", body.get("models"))
-    windows: dict[str, int] = {}
-    for item in items if isinstance(items, list) else []:
-        if not isinstance(item, dict):
-            continue
-        model = item.get("id", item.get("name"))
-        if not isinstance(model, str):
-            continue
-        for name in CONTEXT_FIELDS:
-            value = item.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                windows[model] = value
-                break
-    return windows

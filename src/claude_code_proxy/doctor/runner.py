@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import aiohttp
@@ -64,8 +65,8 @@ class Doctor:
         session = aiohttp.ClientSession(timeout=timeout, skip_auto_headers=("User-Agent",))
         async with session:
             available = await AuthenticationCheck().run(ctx, session)
-        ModelsCheck().run(ctx, available)
-        ContextWindowCheck().run(ctx)
+            ModelsCheck().run(ctx, available)
+            await ContextWindowCheck().run(ctx, session)
         if not ctx.chat:
             return
         if ctx.auth_failed:
@@ -93,7 +94,8 @@ class Doctor:
         if not targets:
             ctx.add("chat checks", "SKIP", "skipped: no mapped model exists upstream")
             return
-        proxy = BackgroundProxy(ctx.settings)
+        # The windows are known already: no second discovery by the proxy chatted with.
+        proxy = BackgroundProxy(dataclasses.replace(ctx.settings, context_discovery=False))
         try:
             await asyncio.to_thread(proxy.start)
         except (ProxyStartError, OSError, ValueError) as exc:

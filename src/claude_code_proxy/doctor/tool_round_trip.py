@@ -25,6 +25,11 @@ WEATHER_TOOL = {
 }
 TOOL_PROMPT = "What is the weather in Paris right now? Use the get_weather tool."
 TOOL_RESULT = "Sunny, 22 °C, light wind."
+REPEAT_FIX = (
+    "tool calling works; the model does not take in the tool result. Check that the server's "
+    "chat template renders tool results (llama.cpp: the model's own template with --jinja; "
+    "Ollama: a current model build), or use a larger model: small models often loop on tools"
+)
 
 
 class ToolRoundTripCheck:
@@ -81,6 +86,16 @@ class ToolRoundTripCheck:
             },
         ]
         second = await chat.message(body)
+        if not second.failure and second.tool_uses:
+            again = ", ".join(sorted({t.name for t in second.tool_uses}))
+            ctx.add(
+                name,
+                "FAIL",
+                f"{upstream} calls the tool correctly but keeps calling ({again}) after the "
+                "tool_result instead of answering from it",
+                REPEAT_FIX,
+            )
+            return
         judge_text_reply(
             ctx,
             name,
