@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import progress
 from mock_upstream import MockUpstream
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -41,6 +42,15 @@ DEFAULT_PROXY_ENV: dict[str, str] = {
     # Background probes would add requests to the mock's record; tests of it turn it on.
     "CONTEXT_DISCOVERY": "false",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Long fixture builds (tests/progress.py) print their steps through this terminal."""
+    progress.attach(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    progress.detach()
 
 
 @pytest.fixture

@@ -732,8 +732,10 @@ class MockUpstream:
             response = self._pick(rec)
             return await self._serve(request, rec, response)
         except asyncio.CancelledError:
-            if rec is not None and not self._stopping:
-                rec.client_disconnected = True
+            if rec is not None:
+                rec.finished = False  # cancelled while writing the end: not complete
+                if not self._stopping:
+                    rec.client_disconnected = True
             raise
         finally:
             self._tasks.discard(task)
@@ -814,10 +816,13 @@ class MockUpstream:
                 await resp.write(self._encode(items[i]))
             if spec.keep_open_after_end:
                 await asyncio.sleep(spec.keep_open_after_end)
+            # Set before the last bytes go out: once they are written the client may return
+            # and look at `finished` before this coroutine runs again.
+            rec.finished = True
             await resp.write_eof()
         except ConnectionError:
+            rec.finished = False
             if not self._stopping:
                 rec.client_disconnected = True
             return resp
-        rec.finished = True
         return resp

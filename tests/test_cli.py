@@ -28,7 +28,7 @@ from claude_code_proxy.launcher import PLACEHOLDER_KEY, probe_health
 from mock_upstream import MockUpstream
 
 if TYPE_CHECKING:
-    from conftest import ProxyHandle
+    from conftest import ProxyFactory, ProxyHandle
 
 REPO = Path(__file__).resolve().parents[1]
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
@@ -195,7 +195,7 @@ def test_no_subcommand_serves_with_a_masked_banner(fake_uvicorn: FakeUvicorn) ->
     err = result.stderr
     assert "static (OPENAI_API_KEY is used upstream)" in err
     assert "opus→gpt-big  sonnet→gpt-big  haiku→gpt-4o-mini" in err
-    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:9123 ANTHROPIC_API_KEY=any-value claude" in err
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:9123 ANTHROPIC_AUTH_TOKEN=any-value claude" in err
     assert "sk-…89" in err
     assert UPSTREAM_KEY not in result.output
 
@@ -280,6 +280,44 @@ def test_invalid_configuration_exits_2(fake_uvicorn: FakeUvicorn) -> None:
     assert fake_uvicorn.calls == []
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--port", "abc"], {}, "PORT='abc' must be a whole number"),
+        (["--request-timeout", "inf"], {}, "REQUEST_TIMEOUT='inf' must be a finite number"),
+        (["--max-tokens-limit", "0"], {}, "MAX_TOKENS_LIMIT='0' must be at least 1"),
+        ([], {"REQUEST_TIMEOUT": "inf"}, "REQUEST_TIMEOUT='inf'"),
+        ([], {"CUSTOM_HEADER_": "x"}, "CUSTOM_HEADER_: '' is not a header name"),
+    ],
+)
+@pytest.mark.parametrize("command", [["serve"], ["doctor", "--no-chat"], ["run", "--", "true"]])
+def test_invalid_settings_stop_every_command_naming_the_variable(
+    fake_uvicorn: FakeUvicorn,
+    command: list[str],
+    args: list[str],
+    env: dict[str, str],
+    named: str,
+) -> None:
+    result = invoke([command[0], *args, *command[1:]], env)
+    assert result.exit_code == 2, result.output
+    assert named in result.output
+    assert "Traceback" not in result.output and "Invalid value for" not in result.output
+    assert fake_uvicorn.calls == []
+
+
+@pytest.mark.parametrize("command", [["serve"], ["doctor", "--no-chat"], ["run", "--", "true"]])
+def test_a_capture_dir_that_cannot_be_created_stops_every_command(
+    fake_uvicorn: FakeUvicorn, tmp_path: Path, command: list[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = invoke(command, {"CAPTURE_DIR": str(blocker / "captures")})
+    assert result.exit_code == 2, result.output
+    assert f"CAPTURE_DIR='{blocker / 'captures'}' cannot be created" in result.output
+    assert "Traceback" not in result.output and "see the log above" not in result.output
+    assert fake_uvicorn.calls == []
+
+
 def test_open_relay_is_refused(fake_uvicorn: FakeUvicorn) -> None:
     result = invoke(["--host", "0.0.0.0"], {"OPENAI_API_KEY": UPSTREAM_KEY})
     assert result.exit_code == 2
@@ -288,12 +326,12 @@ def test_open_relay_is_refused(fake_uvicorn: FakeUvicorn) -> None:
 
 def test_banner_hints_for_each_mode() -> None:
     required = banner(Settings.from_env({"OPENAI_API_KEY": "sk-a", "ANTHROPIC_API_KEY": "c-key1"}))
-    assert "ANTHROPIC_API_KEY=<your ANTHROPIC_API_KEY> claude" in required
+    assert "ANTHROPIC_AUTH_TOKEN=<your ANTHROPIC_API_KEY> claude" in required
     assert "c-key1" not in required
     local = banner(Settings.from_env({"OPENAI_BASE_URL": "http://localhost:11434"}))
-    assert f"ANTHROPIC_API_KEY={PLACEHOLDER_KEY} claude" in local
+    assert f"ANTHROPIC_AUTH_TOKEN={PLACEHOLDER_KEY} claude" in local
     hosted = banner(Settings.from_env({}))
-    assert "ANTHROPIC_API_KEY=<your api.openai.com key> claude" in hosted
+    assert "ANTHROPIC_AUTH_TOKEN=<your api.openai.com key> claude" in hosted
     wildcard = banner(
         Settings.from_env({"HOST": "0.0.0.0", "OPENAI_API_KEY": "sk-a", "ANTHROPIC_API_KEY": "k"})
     )
@@ -376,8 +414,9 @@ def test_run_launches_the_command_against_a_fresh_proxy(
     child_env = report["env"]
     base_url = child_env["ANTHROPIC_BASE_URL"]
     assert base_url.startswith("http://127.0.0.1:")
-    assert child_env["ANTHROPIC_API_KEY"] == CLIENT_KEY
-    assert "ANTHROPIC_AUTH_TOKEN" not in child_env
+    # ANTHROPIC_AUTH_TOKEN by default: interactive Claude Code asks no question about it.
+    assert child_env["ANTHROPIC_AUTH_TOKEN"] == CLIENT_KEY
+    assert "ANTHROPIC_API_KEY" not in child_env
     assert "CLAUDE_CODE_USE_BEDROCK" not in child_env
     assert report["argv"] == ["extra", "--flag"]
     assert report["health"] == 200
@@ -396,7 +435,7 @@ def test_run_in_dynamic_mode_passes_a_placeholder_key(
         stand_in, tmp_path, env={"OPENAI_BASE_URL": mock_upstream.base_url}
     )
     assert result.exit_code == 0, result.output
-    assert report["env"]["ANTHROPIC_API_KEY"] == PLACEHOLDER_KEY
+    assert report["env"]["ANTHROPIC_AUTH_TOKEN"] == PLACEHOLDER_KEY
     assert report["models"] == 200
 
 
@@ -410,6 +449,40 @@ def test_run_with_auth_token(stand_in: Path, tmp_path: Path, mock_upstream: Mock
     assert result.exit_code == 0, result.output
     assert report["env"]["ANTHROPIC_AUTH_TOKEN"] == CLIENT_KEY
     assert "ANTHROPIC_API_KEY" not in report["env"]
+    assert report["models"] == 200
+
+
+def test_run_with_api_key(stand_in: Path, tmp_path: Path, mock_upstream: MockUpstream) -> None:
+    env = {
+        "OPENAI_BASE_URL": mock_upstream.base_url,
+        "OPENAI_API_KEY": UPSTREAM_KEY,
+        "ANTHROPIC_API_KEY": CLIENT_KEY,
+        "ANTHROPIC_AUTH_TOKEN": "stale-token",
+    }
+    result, report = run_stand_in(stand_in, tmp_path, options=["--api-key"], env=env)
+    assert result.exit_code == 0, result.output
+    assert report["env"]["ANTHROPIC_API_KEY"] == CLIENT_KEY
+    assert "ANTHROPIC_AUTH_TOKEN" not in report["env"]
+    assert report["models"] == 200
+
+
+def test_run_refuses_a_running_proxy_that_would_reject_the_key(
+    stand_in: Path, tmp_path: Path, proxy_factory: ProxyFactory
+) -> None:
+    """Issue 16: a proxy started elsewhere with ANTHROPIC_API_KEY; this shell lacks it."""
+    running = proxy_factory(ANTHROPIC_API_KEY="sk-the-running-proxys-key")
+    env = {"HOST": running.host, "PORT": str(running.port), "OPENAI_API_KEY": "sk-upstream-test"}
+    result, report = run_stand_in(stand_in, tmp_path, env=env)
+    assert result.exit_code == 2, result.output
+    assert report == {}  # the command never ran
+    assert "rejects the key" in result.stderr and "ANTHROPIC_API_KEY" in result.stderr
+    assert "--fresh" in result.stderr
+    assert "sk-the-running-proxys-key" not in result.output
+    # With the key, the same proxy is used.
+    env["ANTHROPIC_API_KEY"] = "sk-the-running-proxys-key"
+    result, report = run_stand_in(stand_in, tmp_path, env=env)
+    assert result.exit_code == 0, result.output
+    assert report["env"]["ANTHROPIC_BASE_URL"] == running.base_url
     assert report["models"] == 200
 
 
@@ -439,7 +512,7 @@ def test_run_warns_about_settings_file_overrides(
     err = result.stderr
     assert "warning:" in err
     assert '"env" sets ANTHROPIC_BASE_URL=https://api.anthropic.com' in err
-    assert "ANTHROPIC_API_KEY=sk-…me" in err
+    assert "ANTHROPIC_API_KEY=sk-ant-…me" in err
     assert secret not in result.output
     assert report["health"] == 200
 
@@ -542,7 +615,7 @@ def test_workers_with_port_0_name_the_port_in_the_banner(fake_uvicorn: FakeUvico
     _, kwargs = fake_uvicorn.calls[0]
     port = kwargs["port"]
     assert port != 0
-    assert f"ANTHROPIC_BASE_URL=http://127.0.0.1:{port} ANTHROPIC_API_KEY" in result.stderr
+    assert f"ANTHROPIC_BASE_URL=http://127.0.0.1:{port} ANTHROPIC_AUTH_TOKEN" in result.stderr
 
 
 def test_serve_warns_about_set_up_mistakes(fake_uvicorn: FakeUvicorn) -> None:
@@ -555,7 +628,7 @@ def test_serve_warns_about_set_up_mistakes(fake_uvicorn: FakeUvicorn) -> None:
     err = result.stderr
     assert "warning: OPENAI_BASE_URL=http://127.0.0.1:9/v1/v1 contains /v1 twice" in err
     assert "fix: OPENAI_BASE_URL=http://127.0.0.1:9/v1" in err
-    assert "warning: OPENAI_API_KEY=sk-…le looks like an Anthropic key" in err
+    assert "warning: OPENAI_API_KEY=sk-ant-…le looks like an Anthropic key" in err
     assert "sk-ant-api03-wrong-variable" not in result.output
 
 
@@ -574,7 +647,7 @@ def test_run_warns_when_dynamic_mode_has_no_key_to_send(stand_in: Path, tmp_path
     result, report = run_stand_in(stand_in, tmp_path, env=env)
     assert result.exit_code == 0, result.output
     assert "warning: OPENAI_API_KEY is not set (dynamic mode)" in result.stderr
-    assert report["env"]["ANTHROPIC_API_KEY"] == PLACEHOLDER_KEY
+    assert report["env"]["ANTHROPIC_AUTH_TOKEN"] == PLACEHOLDER_KEY
 
 
 def test_run_a_file_that_is_not_executable_exits_126(tmp_path: Path) -> None:

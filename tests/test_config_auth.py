@@ -116,6 +116,12 @@ def test_dynamic_keys_mode() -> None:
         ("REQUEST_TIMEOUT", "0"),
         ("REQUEST_TIMEOUT", "-5"),
         ("CONNECT_TIMEOUT", "x"),
+        ("REQUEST_TIMEOUT", "inf"),
+        ("REQUEST_TIMEOUT", "nan"),
+        ("PING_INTERVAL", "infinity"),
+        ("CUSTOM_HEADER_", "x"),
+        ("CUSTOM_HEADER_X TITLE", "x"),
+        ("CUSTOM_HEADER_X_TITLE", "one\r\nx-injected: two"),
         ("ALLOW_UNAUTHENTICATED", "maybe"),
         ("OPENAI_BASE_URL", "localhost:11434"),
         ("OPENAI_BASE_URL", "ftp://example.org/v1"),
@@ -143,10 +149,54 @@ def test_allow_unauthenticated_parsing(value: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "proxy.example.org"])
-def test_non_loopback_static_mode_without_client_key_is_refused(host: str) -> None:
+def test_non_loopback_static_mode_without_client_key_is_refused(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolve_as(monkeypatch, {"proxy.example.org": "203.0.113.7"})
     with pytest.raises(ConfigError) as excinfo:
         settings(HOST=host, **STATIC)
     assert "ANTHROPIC_API_KEY" in str(excinfo.value)
+    assert "listens beyond this machine" in str(excinfo.value)
+
+
+def resolve_as(monkeypatch: pytest.MonkeyPatch, names: dict[str, str]) -> None:
+    """Name resolution without DNS: `names` resolve, every other name fails."""
+    import socket
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        if host not in names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("127.0.0.l", "is not a valid IP address"),
+        ("300.1.1.1", "is not a valid IP address"),
+        ("0.0.0.0:8082", "the port goes in PORT"),
+        ("my host", "is not an IP address or a host name"),
+        ("locahost", "does not resolve"),
+    ],
+)
+def test_a_mistyped_host_is_said_to_be_one(
+    host: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: not the "listens beyond this machine" security error."""
+    resolve_as(monkeypatch, {})
+    with pytest.raises(ConfigError) as excinfo:
+        settings(HOST=host, **STATIC)
+    message = str(excinfo.value)
+    assert said in message and f"HOST={host!r}" in message
+    assert "listens beyond" not in message
+
+
+def test_a_host_name_for_this_machine_needs_no_client_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve_as(monkeypatch, {"ip6-localhost": "::1", "me.internal": "127.0.1.1"})
+    assert settings(HOST="ip6-localhost", **STATIC).host == "ip6-localhost"
+    assert settings(HOST="me.internal", **STATIC).host == "me.internal"
 
 
 def test_blank_anthropic_key_does_not_count_as_protection() -> None:
@@ -406,6 +456,49 @@ def test_static_mode_without_client_key_accepts_anyone(headers: dict[str, str]) 
 )
 def test_dynamic_mode_uses_the_client_key(headers: dict[str, str], key: str) -> None:
     assert upstream_key(hdrs(**headers), settings()) == key
+
+
+def test_capture_dir_is_checked_at_start_up_without_creating_it(tmp_path: Any) -> None:
+    target = tmp_path / "new" / "captures"
+    assert settings(CAPTURE_DIR=str(target)).capture_dir == str(target)
+    assert not target.exists()  # created by the proxy when it starts, not by parsing
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for value in (str(blocker), str(blocker / "captures")):
+        with pytest.raises(ConfigError, match="CAPTURE_DIR="):
+            settings(CAPTURE_DIR=value)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://localhost:11434",  # Ollama
+        "http://host.docker.internal:11434/v1",
+        "http://127.0.0.1:1234/v1",  # LM Studio
+        "http://localhost:8080/v1",  # llama.cpp
+        "http://10.0.0.5:8000/v1",  # vLLM
+    ],
+)
+def test_dynamic_mode_local_servers_accept_any_non_empty_key(base_url: str) -> None:
+    """The quick starts' `ollama`, `lm-studio` … keys (issue 16): no 401 before the upstream."""
+    local = settings(OPENAI_BASE_URL=base_url)
+    for key in ("ollama", "lm-studio", "vllm", "sk-x"):
+        assert upstream_key(hdrs(**{"x-api-key": key}), local) == key
+    with pytest.raises(ProxyError):
+        upstream_key(hdrs(), local)
+    # An explicit CLIENT_KEY_PATTERN still wins.
+    strict = settings(OPENAI_BASE_URL=base_url, CLIENT_KEY_PATTERN=r"^sk-\S+$")
+    with pytest.raises(ProxyError):
+        upstream_key(hdrs(**{"x-api-key": "ollama"}), strict)
+
+
+@pytest.mark.parametrize("base_url", ["https://api.openai.com/v1", "https://openrouter.ai/api/v1"])
+def test_dynamic_mode_hosted_providers_keep_the_key_shape_check(base_url: str) -> None:
+    hosted = settings(OPENAI_BASE_URL=base_url)
+    with pytest.raises(ProxyError) as excinfo:
+        upstream_key(hdrs(**{"x-api-key": "ollama"}), hosted)
+    assert excinfo.value.status == 401
+    assert upstream_key(hdrs(**{"x-api-key": "sk-real"}), hosted) == "sk-real"
 
 
 def test_dynamic_mode_without_a_key_is_401() -> None:

@@ -219,7 +219,7 @@ def test_settings_file_override_is_a_warning(mock_upstream: MockUpstream, clean_
     out = result.output
     assert result.exit_code == 0, out
     assert "ANTHROPIC_BASE_URL=http://127.0.0.1:9999" in row(out, "WARN", "Claude Code settings")
-    assert "ANTHROPIC_API_KEY=sk-…ue" in out
+    assert "ANTHROPIC_API_KEY=sk-ant-…ue" in out
     assert secret not in out
 
 
@@ -473,3 +473,42 @@ def test_table_formatting_and_summary() -> None:
     assert lines[0].split() == ["FAIL", "authentication", "no"]
     assert lines[1].strip() == "fix: do x"
     assert summary(checks) == "problems found: 1 passed, 1 failed, 0 warnings"
+
+
+# ------------------------------------------------------------------ wording (issue 16)
+
+
+def test_anthropic_key_warning_shows_why_and_whose_key(mock_upstream: MockUpstream) -> None:
+    """The mask keeps the `sk-ant-` that triggered the warning; a server on 127.0.0.1 has no
+    "your 127.0.0.1 key"."""
+    secret = "sk-ant-api03-misplaced-key"
+    result = doctor(base_env(mock_upstream, OPENAI_API_KEY=secret), "--no-chat")
+    out = result.output
+    warning = row(out, "WARN", "key variable")
+    assert "OPENAI_API_KEY=sk-ant-…ey looks like an Anthropic key" in warning
+    assert "your 127.0.0.1 key" not in out
+    assert "OPENAI_API_KEY must be the key your server at 127.0.0.1 expects" in out
+    assert secret not in out
+    assert out.rstrip().endswith("1 warning")
+
+
+def test_a_missing_model_gets_a_skip_row_for_its_chat_checks(mock_upstream: MockUpstream) -> None:
+    mock_upstream.responder = healthy()
+    result = doctor(base_env(mock_upstream, BIG_MODEL="gpt-unknown"))
+    out = result.output
+    assert result.exit_code == 1, out
+    row(out, "FAIL", "model BIG_MODEL")
+    skipped = row(out, "SKIP", "chat checks")
+    assert "BIG_MODEL 'gpt-unknown'" in skipped and "not in the model list" in skipped
+    assert "gpt-middle answered 'pong'" in out  # the other models are still checked
+
+
+def test_a_mistyped_host_is_a_configuration_error_not_a_security_one(
+    mock_upstream: MockUpstream,
+) -> None:
+    result = doctor(base_env(mock_upstream, HOST="127.0.0.l"), "--no-chat")
+    assert result.exit_code == 2, result.output
+    assert "HOST='127.0.0.l' is not a valid IP address" in row(
+        result.output, "FAIL", "configuration"
+    )
+    assert "listens beyond" not in result.output

@@ -123,7 +123,7 @@ def test_settings_overrides_from_user_and_project_files(tmp_path: Path) -> None:
     assert names == ["ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "apiKeyHelper", "ANTHROPIC_MODEL"]
     described = [o.describe() for o in found]
     assert described[0].endswith('"env" sets ANTHROPIC_BASE_URL=https://api.anthropic.com')
-    assert described[1].endswith("ANTHROPIC_API_KEY=sk-…et")
+    assert described[1].endswith("ANTHROPIC_API_KEY=sk-ant-…et")
     assert "secret-secret" not in " ".join(described)
     assert len(problems) == 1 and "not valid JSON" in problems[0]
 

@@ -83,8 +83,18 @@ def test_default_bind_is_loopback() -> None:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "10.0.0.5", "proxy.example"])
-def test_non_loopback_static_mode_without_client_key_is_refused(host: str) -> None:
+def test_non_loopback_static_mode_without_client_key_is_refused(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from claude_code_proxy.config import ConfigError
+
+    def getaddrinfo(name: str, *args: Any, **kwargs: Any) -> list[Any]:
+        # A name that resolves beyond this machine (no DNS here); a name that does not
+        # resolve at all is reported as a typo instead (test_config_auth).
+        assert name == "proxy.example"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.7", 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
     with pytest.raises(ConfigError) as info:
         settings_from(HOST=host, OPENAI_API_KEY=UPSTREAM_KEY)

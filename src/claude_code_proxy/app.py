@@ -159,7 +159,7 @@ class Proxy:
             key=key,
             capture=capture,
         )
-        return CancelOnDisconnect(exchange.run)
+        return CancelOnDisconnect(exchange.run, on_disconnect=exchange.client_disconnected)
 
     async def count_tokens(self, request: Request) -> Response:
         from claude_code_proxy.tokens import count_request_tokens
@@ -479,5 +479,5 @@ def create_app_from_env() -> Starlette:
     from claude_code_proxy.config import configure_logging
 
     settings = Settings.from_env(os.environ)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

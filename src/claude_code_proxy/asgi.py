@@ -44,16 +44,37 @@ class CancelOnDisconnect:
 
     The whole upstream exchange runs inside it, so pressing Esc in Claude Code aborts the
     upstream request whether it is still waiting for headers, streaming, or not streaming.
+    `on_disconnect` is called just before that cancellation, so the work can tell a client
+    that left (a cancellation) from a server shutting down.
+
+    Once the response's last byte is sent the server reports `http.disconnect` for a client
+    that is still there: from then on the work (writing a capture, the access line) is
+    awaited, not cancelled.
     """
 
-    def __init__(self, work: Callable[[Send], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        work: Callable[[Send], Awaitable[None]],
+        on_disconnect: Callable[[], None] | None = None,
+    ) -> None:
         self.work = work
+        self.on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.ensure_future(self.work(send))
+        sent_all = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal sent_all
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                sent_all = True
+
+        task = asyncio.ensure_future(self.work(tracked_send))
         watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
         try:
             await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and sent_all:
+                await asyncio.wait({task})  # the response is complete: let the work finish
         except asyncio.CancelledError:
             # The server is shutting down: let the exchange end its stream with an
             # `event: error` (it handles its own cancellation) instead of cutting it.
@@ -66,6 +87,8 @@ class CancelOnDisconnect:
             task.result()
             return
         logger.info("client disconnected: upstream request aborted")
+        if self.on_disconnect is not None:
+            self.on_disconnect()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task

@@ -7,7 +7,8 @@ import hmac
 import re
 from collections.abc import Mapping
 
-from claude_code_proxy.config import Settings
+from claude_code_proxy.config import ANY_KEY_PATTERN, DEFAULT_CLIENT_KEY_PATTERN, Settings
+from claude_code_proxy.providers import profile_for
 from claude_code_proxy.translate.errors import ProxyError
 
 
@@ -53,16 +54,31 @@ def upstream_key(headers: Mapping[str, str], settings: Settings) -> str:
             "missing API key: this proxy runs without OPENAI_API_KEY, so each client "
             "must send its own upstream key (x-api-key or Authorization: Bearer)",
         )
-    if not _key_pattern(settings.client_key_pattern).search(key):
+    if not _compiled(key_pattern(settings)).search(key):
         raise ProxyError(
             401,
             "authentication_error",
             "this key cannot be an upstream key (it does not match CLIENT_KEY_PATTERN; "
-            "set CLIENT_KEY_PATTERN=any for providers such as Ollama)",
+            "set CLIENT_KEY_PATTERN=any for providers that accept any key)",
         )
     return key
 
 
+def key_pattern(settings: Settings) -> str:
+    """CLIENT_KEY_PATTERN, or its default: any non-empty key for a local server (Ollama,
+    LM Studio, llama.cpp, vLLM, SGLang: their keys are whatever the user chose, often none),
+    an `sk-…` key for hosted providers."""
+    if settings.client_key_pattern is not None:
+        return settings.client_key_pattern
+    return _default_pattern(settings.openai_base_url)
+
+
 @functools.lru_cache(maxsize=8)
-def _key_pattern(pattern: str) -> re.Pattern[str]:
+def _default_pattern(base_url: str) -> str:
+    local = profile_for(base_url, "").local_server
+    return ANY_KEY_PATTERN if local else DEFAULT_CLIENT_KEY_PATTERN
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)

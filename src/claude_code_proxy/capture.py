@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from claude_code_proxy.config import ConfigError
+
 logger = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
@@ -36,7 +38,12 @@ class Capture:
         max_requests: int = 200,
     ) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # settings checked it; the file system may still say no
+            raise ConfigError(
+                f"CAPTURE_DIR={directory!r} cannot be created: {exc.strerror or exc}"
+            ) from None
         self.secrets = [s.encode() for s in secrets if s]
         self.max_phase_bytes = max_phase_bytes
         self.max_requests = max_requests

@@ -47,9 +47,11 @@ from claude_code_proxy.launcher import (
     is_loopback_host,
     mask_key,
     probe_health,
+    probe_key,
     run_command,
     signal_handlers,
 )
+from claude_code_proxy.logs import TEXT_FORMAT, JsonFormatter, json_line
 from claude_code_proxy.windows import ContextWindows, client_env
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,10 +63,11 @@ EXIT_STARTUP_FAILURE = 3  # uvicorn's code when it cannot serve (port taken, lif
 # Query parameters of OPENAI_BASE_URL whose values the banner masks.
 SECRET_PARAM = re.compile(r"key|token|secret|sig|pass|auth", re.IGNORECASE)
 
-#: (flag, parameter name, environment variable, click type, help)
+#: (flag, parameter name, environment variable, click type, help). Values stay strings: the
+#: settings validate them as they do the variables, so an error names the variable.
 ENV_FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--host", "host", "HOST", str, "Address to listen on (HOST, default 127.0.0.1)."),
-    ("--port", "port", "PORT", click.IntRange(0, 65535), "Port to listen on (PORT, default 8082)."),
+    ("--port", "port", "PORT", str, "Port to listen on (PORT, default 8082)."),
     (
         "--log-level",
         "log_level",
@@ -92,14 +95,14 @@ ENV_FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
         "--max-tokens-limit",
         "max_tokens_limit",
         "MAX_TOKENS_LIMIT",
-        click.IntRange(min=1),
+        str,
         "Cap on the upstream max tokens (MAX_TOKENS_LIMIT, default none).",
     ),
     (
         "--request-timeout",
         "request_timeout",
         "REQUEST_TIMEOUT",
-        float,
+        str,
         "Seconds the upstream may stay silent (REQUEST_TIMEOUT, default 600).",
     ),
 )
@@ -169,8 +172,17 @@ def _settings_or_exit(env: Mapping[str, str]) -> Settings:
     try:
         return Settings.from_env(env)
     except ConfigError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
+        json_mode = env.get("LOG_FORMAT", "").strip().lower() == "json"
+        _say(f"configuration error: {exc}", json_mode=json_mode, level="ERROR")
         sys.exit(EXIT_CONFIG)
+
+
+def _say(text: str, *, json_mode: bool, level: str = "INFO", **fields: Any) -> None:
+    """A line on stderr from `serve`: as written, or (LOG_FORMAT=json) one JSON object, so
+    that every line a log shipper reads parses."""
+    if json_mode:
+        text = json_line(level, "claude_code_proxy.cli", text, **fields)
+    click.echo(text, err=True)
 
 
 # ---------------------------------------------------------------- banner
@@ -231,7 +243,7 @@ def banner(settings: Settings, *, workers: int = 1) -> str:
         + (f" ({workers} workers)" if workers > 1 else ""),
         f"  log level      {s.log_level}",
         "  use it with:",
-        f"    ANTHROPIC_BASE_URL={origin} ANTHROPIC_API_KEY={_client_key_hint(s)} claude",
+        f"    ANTHROPIC_BASE_URL={origin} ANTHROPIC_AUTH_TOKEN={_client_key_hint(s)} claude",
         "  or let it start Claude Code for you: claude-code-proxy run -- claude",
     ]
     return "\n".join(lines)
@@ -294,7 +306,8 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         os.environ.setdefault(key, value)
     overrides = _overrides(flags)
     settings = _settings_or_exit({**os.environ, **overrides})
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    json_mode = settings.log_format == "json"
 
     import uvicorn
 
@@ -306,9 +319,13 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         "server_header": False,
     }
+    if settings.log_format == "json":
+        # uvicorn's loggers then propagate to the JSON root handler (logs.py), its access
+        # lines included, instead of getting uvicorn's text formatters.
+        common["log_config"] = None
     if workers > 1:
         # Check the port before the banner; PORT=0 becomes the free port the banner names.
-        probe = _bind_or_exit(settings.host, settings.port)
+        probe = _bind_or_exit(settings.host, settings.port, json_mode=json_mode)
         port = probe.getsockname()[1]
         probe.close()
         settings = dataclasses.replace(settings, port=port)
@@ -331,10 +348,10 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
     try:
         app = create_app(settings)
     except ValueError as exc:  # e.g. an invalid PROVIDER_PROFILES file
-        click.echo(f"configuration error: {exc}", err=True)
+        _say(f"configuration error: {exc}", json_mode=json_mode, level="ERROR")
         sys.exit(EXIT_CONFIG)
     # Bind first: a port in use fails before the banner, and PORT=0 names the port picked.
-    sock = _bind_or_exit(settings.host, settings.port)
+    sock = _bind_or_exit(settings.host, settings.port, json_mode=json_mode)
     if settings.port != 0:
         sock.close()  # uvicorn binds it again (SO_REUSEADDR), with its own socket options
         _echo_banner(settings, workers)
@@ -349,7 +366,7 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         sys.exit(EXIT_STARTUP_FAILURE)
 
 
-def _bind_or_exit(host: str, port: int) -> socket.socket:
+def _bind_or_exit(host: str, port: int, *, json_mode: bool = False) -> socket.socket:
     """A listening socket on host:port (as uvicorn binds it), or exit 3 saying why not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -366,24 +383,35 @@ def _bind_or_exit(host: str, port: int) -> socket.socket:
                 " (another claude-code-proxy? `claude-code-proxy run` reuses one that is "
                 "running); choose another --port, or --port 0 for a free one"
             )
-        click.echo(f"error: cannot listen on {host}:{port}: {reason}{hint}", err=True)
+        _say(
+            f"error: cannot listen on {host}:{port}: {reason}{hint}",
+            json_mode=json_mode,
+            level="ERROR",
+        )
         sys.exit(EXIT_STARTUP_FAILURE)
     sock.set_inheritable(True)
     return sock
 
 
-def _echo_warnings(settings: Settings) -> None:
+def _echo_warnings(settings: Settings, *, json_mode: bool = False) -> None:
     """The set-up mistakes the doctor would flag, as warnings with their fix."""
     for check in config_problems(settings):
-        click.echo(f"warning: {check.detail}; fix: {check.fix}", err=True)
+        _say(f"warning: {check.detail}; fix: {check.fix}", json_mode=json_mode, level="WARNING")
 
 
 def _echo_banner(settings: Settings, workers: int) -> None:
-    click.echo(banner(settings, workers=workers), err=True)
+    json_mode = settings.log_format == "json"
+    text = banner(settings, workers=workers)
+    if json_mode:
+        origin = f"http://{settings.host}:{settings.port}"
+        lines = [line.strip() for line in text.splitlines()[1:]]
+        _say(f"claude-code-proxy {__version__} listening on {origin}", json_mode=True, banner=lines)
+    else:
+        click.echo(text, err=True)
     warning = settings.exposure_warning()
     if warning is not None:
-        click.echo(f"warning: {warning}", err=True)
-    _echo_warnings(settings)
+        _say(f"warning: {warning}", json_mode=json_mode, level="WARNING")
+    _echo_warnings(settings, json_mode=json_mode)
 
 
 @contextlib.contextmanager
@@ -444,7 +472,7 @@ def doctor(ctx: click.Context, /, no_chat: bool, timeout: float, **options: Any)
         _echo_check(Check("configuration", "FAIL", str(exc), "fix the setting named above"))
         click.echo("problems found: the configuration is invalid")
         sys.exit(EXIT_CONFIG)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     checker = Doctor(settings, env, chat=not no_chat, timeout=timeout, report=_echo_check)
     results = checker.run()
     click.echo(summary(results))
@@ -461,9 +489,14 @@ def doctor(ctx: click.Context, /, no_chat: bool, timeout: float, **options: Any)
     help="Always start a new proxy, even if one answers at HOST:PORT.",
 )
 @click.option(
-    "--auth-token",
-    is_flag=True,
-    help="Pass the key as ANTHROPIC_AUTH_TOKEN (Bearer) instead of ANTHROPIC_API_KEY.",
+    "--auth-token/--api-key",
+    "auth_token",
+    default=True,
+    help=(
+        "Pass the key as ANTHROPIC_AUTH_TOKEN (sent as Bearer; the default: Claude Code asks "
+        "nothing about it) or as ANTHROPIC_API_KEY (interactive Claude Code then asks once "
+        "whether to use it: answer Yes)."
+    ),
 )
 @click.option(
     "--log-file",
@@ -533,8 +566,19 @@ def run(
     _echo_warnings(settings)
 
     proxy: BackgroundProxy | None = None
+    key = client_key(settings)
     if not fresh and probe_health(running_host, settings.port, timeout=2.0):
         base_url = http_origin(running_host, settings.port)
+        rejected = probe_key(running_host, settings.port, key, auth_token=auth_token)
+        if rejected is not None:
+            click.echo(
+                f"error: the proxy already running at {base_url} rejects the key this shell "
+                f"would give the command ({rejected}). Set ANTHROPIC_API_KEY here (environment "
+                "or .env) to a key it accepts (its own ANTHROPIC_API_KEY; in dynamic mode your "
+                "upstream key), or use --fresh to start a new proxy with this configuration.",
+                err=True,
+            )
+            sys.exit(EXIT_CONFIG)
         click.echo(
             f"claude-code-proxy: using the proxy already running at {base_url} "
             "(--fresh starts a new one with this configuration)",
@@ -557,9 +601,7 @@ def run(
             f"sonnet→{settings.middle_model}, haiku→{settings.small_model}) on {base_url}",
             err=True,
         )
-    env, notes = child_environment(
-        parent_env, base_url=base_url, key=client_key(settings), auth_token=auth_token
-    )
+    env, notes = child_environment(parent_env, base_url=base_url, key=key, auth_token=auth_token)
     for note in notes:
         click.echo(f"claude-code-proxy: {note}", err=True)
     # Claude Code compacts by the window it believes in: tell it the real one.
@@ -585,11 +627,13 @@ def run(
 def _configure_run_logging(settings: Settings, log_file: Path | None) -> None:
     """Keep the proxy's log out of the command's terminal unless asked for."""
     if log_file is None:
-        configure_logging("ERROR")
+        configure_logging("ERROR", settings.log_format)
         return
     handler = logging.FileHandler(log_file, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
     root = logging.getLogger()
     root.addHandler(handler)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     root.setLevel(settings.log_level)

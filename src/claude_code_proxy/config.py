@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
+import math
+import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_CLIENT_KEY_PATTERN = r"^sk-\S+$"
+ANY_KEY_PATTERN = r"^\S+$"
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 CUSTOM_HEADER_PREFIX = "CUSTOM_HEADER_"
 # Headers the proxy owns: a custom header may never replace upstream authentication.
 PROTECTED_HEADERS = frozenset(
     {"authorization", "api-key", "content-type", "content-length", "host", "accept"}
 )
+
+
+# An HTTP header name (RFC 9110 token), as a custom header's name must be.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 
 
 class ConfigError(ValueError):
@@ -49,7 +58,9 @@ class Settings:
     ping_interval: float = 10.0
     max_clients: int = 50
     client_idle_timeout: float = 3600.0
-    client_key_pattern: str = r"^sk-\S+$"
+    # None: the default for the upstream (auth.key_pattern): any non-empty key for a
+    # local-server profile (Ollama, LM Studio …), otherwise DEFAULT_CLIENT_KEY_PATTERN.
+    client_key_pattern: str | None = None
     log_format: str = "text"
     capture_dir: str | None = None
     metrics_require_auth: bool = False
@@ -89,7 +100,7 @@ class Settings:
             big_model=big,
             middle_model=get("MIDDLE_MODEL") or big,
             small_model=get("SMALL_MODEL") or cls.small_model,
-            host=get("HOST") or cls.host,
+            host=_host(get("HOST")) or cls.host,
             port=_int(get("PORT"), "PORT", default=cls.port, low=0, high=65535),
             log_level=_log_level(get("LOG_LEVEL")),
             max_tokens_limit=_optional_int(get("MAX_TOKENS_LIMIT"), "MAX_TOKENS_LIMIT"),
@@ -113,7 +124,7 @@ class Settings:
             ),
             client_key_pattern=_pattern(get("CLIENT_KEY_PATTERN"), cls.client_key_pattern),
             log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", ("text", "json")),
-            capture_dir=get("CAPTURE_DIR"),
+            capture_dir=_capture_dir(get("CAPTURE_DIR")),
             metrics_require_auth=_bool(get("METRICS_REQUIRE_AUTH"), "METRICS_REQUIRE_AUTH"),
             shutdown_grace_seconds=_float(
                 get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
@@ -141,6 +152,8 @@ class Settings:
             return
         if self.allow_unauthenticated:
             return
+        if _is_name(self.host) and _resolves_to_loopback(self.host):
+            return  # a name for this machine only, e.g. ip6-localhost
         raise ConfigError(
             f"HOST={self.host} listens beyond this machine, OPENAI_API_KEY is set and "
             "ANTHROPIC_API_KEY is not: anyone who can reach the port would spend your "
@@ -164,6 +177,57 @@ class Settings:
             "server). Limit who can connect (firewall, `-p 127.0.0.1:PORT:PORT`), or set "
             "OPENAI_API_KEY and ANTHROPIC_API_KEY; ALLOW_UNAUTHENTICATED=true silences this."
         )
+
+
+def _is_name(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host != "localhost"
+    return False
+
+
+def _resolves_to_loopback(host: str) -> bool:
+    """Whether the name resolves, to loopback addresses only; a name that does not resolve
+    is a typo, said as such rather than as a security problem."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        raise ConfigError(
+            f"HOST={host!r} does not resolve to an address of this machine (a typo?); use "
+            "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from None
+    return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _host(value: str | None) -> str | None:
+    """An IP address or a host name: a mistyped address is said to be one, not taken for a
+    name that "listens beyond this machine"."""
+    if value is None:
+        return None
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return value
+    labels = value.split(".")
+    if ":" in value:
+        problem = "is not an address (the port goes in PORT; IPv6 as ::1 or [::1])"
+    elif all(label.isdigit() for label in labels if label) or (
+        len(labels) == 4 and sum(label.isdigit() for label in labels) >= 3
+    ):
+        problem = "is not a valid IP address"
+    elif not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        problem = "is not an IP address or a host name"
+    else:
+        return value
+    raise ConfigError(
+        f"HOST={value!r} {problem}: use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -248,12 +312,43 @@ def _custom_headers(env: Mapping[str, str]) -> dict[str, str]:
     for key, value in env.items():
         if key.startswith(CUSTOM_HEADER_PREFIX) and value:
             name = key[len(CUSTOM_HEADER_PREFIX) :].replace("_", "-").lower()
+            if not HEADER_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"{key}: {name!r} is not a header name; write the name after the prefix, "
+                    "e.g. CUSTOM_HEADER_X_TITLE=my-app sends `x-title: my-app`"
+                )
+            if "\r" in value or "\n" in value:
+                raise ConfigError(f"{key}: the value must be one line")
             if name in PROTECTED_HEADERS:
                 raise ConfigError(
                     f"{key}: the {name} header is set by the proxy and cannot be overridden"
                 )
             headers[name] = value
     return headers
+
+
+def _capture_dir(value: str | None) -> str | None:
+    """A folder the proxy can create (or already has) and write: checked now, not on the
+    first request. Nothing is created here."""
+    if value is None:
+        return None
+    path = Path(value).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing == path and not path.is_dir():
+        raise ConfigError(f"CAPTURE_DIR={value!r} is a file, not a folder")
+    if not existing.is_dir():
+        raise ConfigError(
+            f"CAPTURE_DIR={value!r} cannot be created: {existing} is a file, not a folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        action = "written" if existing == path else "created"
+        raise ConfigError(
+            f"CAPTURE_DIR={value!r} cannot be {action}: no write permission on {existing} "
+            "(choose a folder this user can write)"
+        )
+    return value
 
 
 def _int(value: str | None, name: str, *, default: int, low: int, high: int | None = None) -> int:
@@ -282,6 +377,8 @@ def _float(value: str | None, name: str, default: float) -> float:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} must be a number of seconds") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}={value!r} must be a finite number of seconds")
     if not number > 0:
         raise ConfigError(f"{name}={value!r} must be greater than 0")
     return number
@@ -314,11 +411,11 @@ def _model_map(value: str | None) -> dict[str, str]:
     return mapping
 
 
-def _pattern(value: str | None, default: str) -> str:
+def _pattern(value: str | None, default: str | None) -> str | None:
     if value is None:
         return default
     if value.lower() in ("any", "*"):
-        return r"^\S+$"
+        return ANY_KEY_PATTERN
     try:
         re.compile(value)
     except re.error as exc:
@@ -359,9 +456,8 @@ def _log_level(value: str | None) -> str:
     return level
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("claude_code_proxy").setLevel(level)
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Text lines, or one JSON object per line (logs.py)."""
+    from claude_code_proxy.logs import configure_logging as configure
+
+    configure(level, log_format)

@@ -50,11 +50,18 @@ class Exchange:
     key: str
     capture: CaptureSession | None = None
     rescue: RescueContext | None = None
+    #: The client went away (CancelOnDisconnect says so before cancelling the work).
+    client_left: bool = False
+    #: The client has the whole reply: an end after this point is no error.
+    completed: bool = False
 
     def __post_init__(self) -> None:
         if self.profile.rescue_tool_calls:
             tools = offered_tools(self.translated.payload)
             self.rescue = RescueContext(tools) if tools else None
+
+    def client_disconnected(self) -> None:
+        self.client_left = True
 
     async def run(self, send: Send) -> None:
         if self.capture is not None:
@@ -69,8 +76,16 @@ class Exchange:
                 else:
                     await self._complete(send, session)
         except asyncio.CancelledError:
-            self.record.error_type = self.record.error_type or "client_disconnected"
-            self.record.status = self.record.status or 499
+            if self.completed:
+                pass  # e.g. the client closed right after message_stop: a success
+            elif self.client_left:
+                # Esc in Claude Code: a cancellation, counted as status 499, not an error.
+                self.record.cancelled = True
+                self.record.status, self.record.error_type = 499, None
+            else:
+                # The server is shutting down (the stream got an `overloaded_error` event).
+                self.record.error_type = self.record.error_type or "overloaded_error"
+                self.record.status = self.record.status or 503
             raise
         finally:
             if active is not None:
@@ -137,6 +152,7 @@ class Exchange:
         if self.capture is not None:
             self.capture.add("4-client-response", body)
         await send_json(send, 200, message)
+        self.completed = True
 
     def _record_message(self, message: dict[str, Any]) -> None:
         self.record.status = 200
@@ -212,6 +228,7 @@ class Exchange:
             self.capture.add("4-client-response", body)
         await start_sse(send)
         await send({"type": "http.response.body", "body": body})
+        self.completed = True
 
     async def _relay(self, send: Send, response: aiohttp.ClientResponse) -> None:
         translator = StreamTranslator(
@@ -242,10 +259,12 @@ class Exchange:
                 if capture is not None:
                     capture.add("4-client-response", data)
                 await sender.write(data)
+                if translator.ended and translator.error_type is None:
+                    self.completed = True  # message_stop is out
         except asyncio.CancelledError:
-            # Client gone (nothing to tell) or server shutting down: end the stream
-            # properly so a client still listening sees an error, not a cut.
-            if not translator.ended:
+            # Server shutting down: end the stream properly so a client still listening
+            # sees an error, not a cut. A client that left hears nothing any more.
+            if not translator.ended and not self.client_left:
                 events = translator.fail("overloaded_error", "the proxy is shutting down")
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(sender.close(encode_events(events)), 1.0)

@@ -52,11 +52,21 @@ SECRET_ENV = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
 CLOUD_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
 
 
+#: Public key prefixes shown whole by the mask: `sk-ant-` is what makes a key recognisably
+#: Anthropic's (the doctor warns about one in OPENAI_API_KEY, and must show why).
+KNOWN_KEY_PREFIXES = ("sk-ant-",)
+
+
 def mask_key(value: str | None) -> str:
     """Enough of a key to recognise it, never enough to use it."""
     if not value:
         return "(not set)"
-    return f"{value[:3]}…{value[-2:]}" if len(value) > 8 else "***"
+    if len(value) <= 8:
+        return "***"
+    prefix = next((p for p in KNOWN_KEY_PREFIXES if value.startswith(p)), value[:3])
+    if len(value) - len(prefix) < 8:
+        prefix = value[:3]
+    return f"{prefix}…{value[-2:]}"
 
 
 def redact(text: str, secrets: Sequence[str | None]) -> str:
@@ -119,6 +129,30 @@ def probe_health(host: str, port: int, timeout: float = 2.0) -> bool:
     except ValueError:
         return False
     return isinstance(data, dict) and data.get("status") == "healthy"
+
+
+def probe_key(
+    host: str, port: int, key: str, *, auth_token: bool, timeout: float = 5.0
+) -> str | None:
+    """Why the proxy at host:port would refuse `key` (a 401 on `GET /v1/models`, which never
+    calls the upstream), or None when it accepts it (or cannot say)."""
+    header = {"authorization": f"Bearer {key}"} if auth_token else {"x-api-key": key}
+    conn = http.client.HTTPConnection(connect_host(host), port, timeout=timeout)
+    try:
+        conn.request("GET", "/v1/models", headers=header)
+        response = conn.getresponse()
+        body = response.read(8192)
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    if response.status != 401:
+        return None
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body.decode("utf-8", "replace")[:200]
+    return f"401: {message}"
 
 
 class ProxyStartError(RuntimeError):

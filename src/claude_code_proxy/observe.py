@@ -35,6 +35,8 @@ class RequestRecord:
     output_tokens: int = 0
     cached_tokens: int = 0
     stop_reason: str | None = None
+    #: The client went away before the reply was complete (Esc): status 499, not an error.
+    cancelled: bool = False
 
     def upstream_answered(self) -> None:
         if self.upstream_at is None:
@@ -70,6 +72,7 @@ class RequestRecord:
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
             "stop_reason": self.stop_reason,
+            "cancelled": True if self.cancelled else None,
             "client": self.client or None,
         }
 
@@ -79,7 +82,8 @@ def finish(record: RequestRecord, metrics: Metrics | None, *, json_logs: bool) -
     if access_logger.isEnabledFor(logging.INFO):
         fields = record.fields()
         if json_logs:
-            access_logger.info(orjson.dumps(fields).decode())
+            # The fields also ride on the record: the JSON formatter makes them the line.
+            access_logger.info(orjson.dumps(fields).decode(), extra={"fields": fields})
         else:
             access_logger.info(
                 " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and v != "")

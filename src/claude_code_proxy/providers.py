@@ -51,6 +51,9 @@ class Profile:
     # The reported prompt count leaves out tokens served from a cache (not the billing sense):
     # a count under a third of the proxy's estimate is replaced by the estimate.
     prompt_under_count: bool = False
+    # A server that usually runs without keys (Ollama, LM Studio …): in dynamic mode any
+    # non-empty client key is passed on unless CLIENT_KEY_PATTERN says otherwise.
+    local_server: bool = False
     # Turn tool calls the model wrote as text into tool_use (translate/rescue.py): for servers
     # that may not parse them; hosted providers parse their models' calls themselves.
     rescue_tool_calls: bool = True
@@ -147,11 +150,27 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
     ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral", **_HOSTED}),
     ("api.groq.com", {"name": "groq", **_HOSTED}),
     # Ollama's prompt_eval_count counts only the tokens its KV cache did not already hold.
-    ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning", "prompt_under_count": True}),
-    ("*:1234", {"name": "lmstudio"}),
-    ("*:8080", {"name": "llama.cpp", "forward_top_k": True}),
-    ("*:30000", {"name": "sglang", "forward_top_k": True}),
-    ("*:8000", {"name": "vllm", "reasoning_echo": "reasoning", "forward_top_k": True}),
+    (
+        "*:11434",
+        {
+            "name": "ollama",
+            "reasoning_echo": "reasoning",
+            "local_server": True,
+            "prompt_under_count": True,
+        },
+    ),
+    ("*:1234", {"name": "lmstudio", "local_server": True}),
+    ("*:8080", {"name": "llama.cpp", "forward_top_k": True, "local_server": True}),
+    ("*:30000", {"name": "sglang", "forward_top_k": True, "local_server": True}),
+    (
+        "*:8000",
+        {
+            "name": "vllm",
+            "reasoning_echo": "reasoning",
+            "forward_top_k": True,
+            "local_server": True,
+        },
+    ),
 )
 
 # Model-name patterns (case-insensitive, `*/` prefixes allowed for routers) → settings that

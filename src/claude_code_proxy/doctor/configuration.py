@@ -35,7 +35,7 @@ def config_problems(settings: Settings) -> list[Check]:
                 "key variable",
                 "WARN",
                 f"OPENAI_API_KEY={mask_key(s.openai_api_key)} looks like an Anthropic key",
-                f"OPENAI_API_KEY must be your {host} key; the key clients send to this "
+                f"OPENAI_API_KEY must be {_whose_key(host)}; the key clients send to this "
                 "proxy goes in ANTHROPIC_API_KEY",
             )
         )
@@ -62,6 +62,13 @@ def config_problems(settings: Settings) -> list[Check]:
                 )
             )
     return problems
+
+
+def _whose_key(host: str) -> str:
+    """`your api.openai.com key`; a server on this machine has no account to speak of."""
+    if is_loopback_host(host) or host == "host.docker.internal":
+        return f"the key your server at {host} expects (any value if it checks none)"
+    return f"your {host} key"
 
 
 class ConfigurationCheck:

@@ -34,7 +34,9 @@ def summary(results: Sequence[Check]) -> str:
         status: sum(1 for c in results if c.status == status) for status in ("PASS", "FAIL", "WARN")
     }
     verdict = "problems found" if counts["FAIL"] else "all required checks passed"
-    return f"{verdict}: {counts['PASS']} passed, {counts['FAIL']} failed, {counts['WARN']} warnings"
+    warnings = counts["WARN"]
+    noun = "warning" if warnings == 1 else "warnings"
+    return f"{verdict}: {counts['PASS']} passed, {counts['FAIL']} failed, {warnings} {noun}"
 
 
 @dataclass

@@ -90,7 +90,17 @@ class Doctor:
 
     async def chat_checks(self) -> None:
         ctx = self.ctx
-        targets = [t for t in self.targets() if t.upstream not in ctx.missing_models]
+        targets = []
+        for target in self.targets():
+            if target.upstream in ctx.missing_models:
+                # Said, not silently dropped: the model row above failed.
+                ctx.add(
+                    "chat checks",
+                    "SKIP",
+                    f"skipped for {target.var} '{target.upstream}': not in the model list",
+                )
+            else:
+                targets.append(target)
         if not targets:
             ctx.add("chat checks", "SKIP", "skipped: no mapped model exists upstream")
             return
@@ -99,7 +109,12 @@ class Doctor:
         try:
             await asyncio.to_thread(proxy.start)
         except (ProxyStartError, OSError, ValueError) as exc:
-            ctx.add("proxy", "FAIL", f"the proxy could not start: {exc}", "see the log above")
+            ctx.add(
+                "proxy",
+                "FAIL",
+                f"the proxy could not start: {exc}",
+                "`claude-code-proxy serve` stops with the same error: fix what it names",
+            )
             return
         try:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=ctx.timeout)
