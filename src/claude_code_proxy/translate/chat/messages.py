@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,6 +25,8 @@ from claude_code_proxy.translate.ids import upstream_call_id, upstream_tool_id
 from claude_code_proxy.translate.options import TranslationOptions
 from claude_code_proxy.translate.reasoning import decode_signature
 from claude_code_proxy.translate.tools import tool_name
+from claude_code_proxy.translate.web_search import FUNCTION_NAME as WEB_SEARCH_FUNCTION
+from claude_code_proxy.translate.web_search import result_text
 
 logger = logging.getLogger(__name__)
 
@@ -293,94 +296,126 @@ class MessageConverter:
         return [{"type": "text", "text": text}]
 
     def _assistant(self, content: str | list[Any], position: int) -> None:
+        """One assistant turn; a web search result inside it (the proxy ran the search)
+        ends the message carrying the call, and is sent as that call's tool message."""
         self._close_pending_calls()
         if isinstance(content, str):
             self.stats.text_chars += len(content)
             if content:
                 self.out.append({"role": "assistant", "content": content})
             return
-        texts: list[str] = []
-        calls: list[dict[str, Any]] = []
-        pending: dict[str, str] = {}
-        reasoning: list[str] = []
-        details: list[Any] = []
-        thought_signature: str | None = None  # Gemini's, for the next tool call
+        part = _AssistantPart()
         for index, block in blocks(content, position):
             kind = block.get("type")
+            if kind == "web_search_tool_result":
+                client_id = _id_text(block.get("tool_use_id", ""))
+                if client_id in part.pending:
+                    self._emit_assistant(part)
+                    part = _AssistantPart()
+                call_id = self.pending_calls.pop(client_id, None)
+                if call_id is not None:
+                    result = result_text(block)
+                    self.stats.text_chars += len(result)
+                    self.out.append({"role": "tool", "tool_call_id": call_id, "content": result})
+                    continue
+            if self.pending_calls:
+                # Content after a search result: calls still unanswered cannot wait for it.
+                self._close_pending_calls()
             if kind == "text":
                 text = block.get("text")
                 if isinstance(text, str) and text:
-                    texts.append(text)
+                    part.texts.append(text)
                     self.stats.text_chars += len(text)
-            elif kind == "tool_use":
-                name = block.get("name")
-                if not isinstance(name, str) or not name:
-                    raise RequestValidationError(
-                        f"messages.{position}.content.{index}.name: a tool_use needs a name"
-                    )
-                client_id = _id_text(block.get("id") or f"call_{position}_{index}")
-                call_id = self._tool_id(client_id)
-                if call_id in pending.values() or client_id in pending:
-                    # Two calls of one turn with one upstream id (the upstream repeated it, or
-                    # the client did): the later one gets an id of its own, so results pair.
-                    call_id = upstream_tool_id(f"{client_id}#{index}")
-                    if self.options.tool_id_style == "mistral":
-                        call_id = upstream_call_id(call_id, "mistral")
-                tool_input = block.get("input")
-                try:
-                    arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
-                except TypeError:
-                    raise RequestValidationError(
-                        f"messages.{position}.content.{index}.input: nested too deeply"
-                    ) from None
-                self.stats.text_chars += len(arguments) + len(name)
-                call: dict[str, Any] = {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {
-                        "name": tool_name(name, self.renamed),
-                        "arguments": arguments,
-                    },
-                }
-                if self.options.thought_signatures:
-                    # Only the first call of a turn carries Gemini's signature; a history from
-                    # elsewhere gets the validator-skip value Google documents for that case.
-                    if thought_signature is None and not calls:
-                        thought_signature = GEMINI_SKIP_SIGNATURE
-                    if thought_signature is not None:
-                        call["extra_content"] = {"google": {"thought_signature": thought_signature}}
-                    thought_signature = None
-                calls.append(call)
-                # A repeated client id pairs with its first call; the later one stays unanswered.
-                pending[client_id if client_id not in pending else f"{client_id}#{index}"] = call_id
-                self.call_names[call_id] = name
+            elif kind == "tool_use" or (
+                kind == "server_tool_use" and block.get("name") == WEB_SEARCH_FUNCTION
+            ):
+                self._call(part, block, position, index)
             elif kind in ("thinking", "redacted_thinking"):
                 state = decode_signature(block.get("signature"))
                 if state and isinstance(state.get("g"), str):
-                    thought_signature = state["g"]
+                    part.thought_signature = state["g"]
                 if self.options.reasoning_echo != "none":
                     thought = state.get("r") if state else block.get("thinking")
                     if isinstance(thought, str) and thought:
-                        reasoning.append(thought)
+                        part.reasoning.append(thought)
                     if state and isinstance(state.get("d"), list):
-                        details.extend(state["d"])
+                        part.details.extend(state["d"])
+            elif kind == "web_search_tool_result":
+                part.texts.append(result_text(block))  # its call is not in this history
             else:
                 rendered = render_block_as_text(block)
                 if rendered:
-                    texts.append(rendered)
-        if not texts and not calls:
+                    part.texts.append(rendered)
+        self._emit_assistant(part)
+
+    def _call(self, part: _AssistantPart, block: dict[str, Any], position: int, index: int) -> None:
+        """A `tool_use` (or the proxy's web search) as an upstream tool call."""
+        name = block.get("name")
+        if not isinstance(name, str) or not name:
+            raise RequestValidationError(
+                f"messages.{position}.content.{index}.name: a tool_use needs a name"
+            )
+        pending = part.pending
+        client_id = _id_text(block.get("id") or f"call_{position}_{index}")
+        call_id = self._tool_id(client_id)
+        if call_id in pending.values() or client_id in pending:
+            # Two calls of one turn with one upstream id (the upstream repeated it, or
+            # the client did): the later one gets an id of its own, so results pair.
+            call_id = upstream_tool_id(f"{client_id}#{index}")
+            if self.options.tool_id_style == "mistral":
+                call_id = upstream_call_id(call_id, "mistral")
+        tool_input = block.get("input")
+        try:
+            arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
+        except TypeError:
+            raise RequestValidationError(
+                f"messages.{position}.content.{index}.input: nested too deeply"
+            ) from None
+        self.stats.text_chars += len(arguments) + len(name)
+        call: dict[str, Any] = {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": tool_name(name, self.renamed), "arguments": arguments},
+        }
+        if self.options.thought_signatures:
+            # Only the first call of a turn carries Gemini's signature; a history from
+            # elsewhere gets the validator-skip value Google documents for that case.
+            if part.thought_signature is None and not part.calls:
+                part.thought_signature = GEMINI_SKIP_SIGNATURE
+            if part.thought_signature is not None:
+                call["extra_content"] = {"google": {"thought_signature": part.thought_signature}}
+            part.thought_signature = None
+        part.calls.append(call)
+        # A repeated client id pairs with its first call; the later one stays unanswered.
+        pending[client_id if client_id not in pending else f"{client_id}#{index}"] = call_id
+        self.call_names[call_id] = name
+
+    def _emit_assistant(self, part: _AssistantPart) -> None:
+        if not part.texts and not part.calls:
             return
-        message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) or None}
+        message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(part.texts) or None}
         echo = self.options.reasoning_echo
-        if echo == "reasoning_details" and details:
-            message["reasoning_details"] = details
-        elif echo in ("reasoning_content", "reasoning") and (reasoning or calls):
+        if echo == "reasoning_details" and part.details:
+            message["reasoning_details"] = part.details
+        elif echo in ("reasoning_content", "reasoning") and (part.reasoning or part.calls):
             # DeepSeek requires the field on tool-call turns; empty is its documented fallback.
-            message[echo] = "\n\n".join(reasoning)
-        if calls:
-            message["tool_calls"] = calls
-            self.pending_calls = pending
+            message[echo] = "\n\n".join(part.reasoning)
+        if part.calls:
+            message["tool_calls"] = part.calls
+            self.pending_calls = part.pending
         self.out.append(message)
+
+
+@dataclass
+class _AssistantPart:
+    """One assistant message being assembled from a turn's blocks."""
+
+    texts: list[str] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    pending: dict[str, str] = field(default_factory=dict)  # client id → upstream call id
+    reasoning: list[str] = field(default_factory=list)
+    details: list[Any] = field(default_factory=list)
+    thought_signature: str | None = None  # Gemini's, for the next tool call
 
 
 def _id_text(value: Any) -> str:
