@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -36,6 +37,7 @@ from claude_code_proxy.models import ALIASES, configured_models, map_model, mapp
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.pool import key_id
 from claude_code_proxy.providers import CapabilityTable, Profile
+from claude_code_proxy.server_tools.web_search import SearchTurn, WebSearch
 from claude_code_proxy.translate.chat.request import TranslatedRequest, translate_request
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
@@ -93,7 +95,16 @@ class Proxy:
         self.upstream = Upstream(settings, self.table, self.metrics)
         self.windows = ContextWindows(settings, self.table)
         self.tokenizer = UpstreamTokenizer(settings)
-        secrets = [s for s in (settings.openai_api_key, settings.anthropic_api_key) if s]
+        self.web_search = WebSearch(settings.web_search, self.metrics)
+        secrets = [
+            s
+            for s in (
+                settings.openai_api_key,
+                settings.anthropic_api_key,
+                settings.web_search.api_key,
+            )
+            if s
+        ]
         self.capture = (
             Capture(settings.capture_dir, secrets=secrets) if settings.capture_dir else None
         )
@@ -159,6 +170,15 @@ class Proxy:
             key=key,
             capture=capture,
         )
+        if translated.web_search is not None:
+            # The proxy runs the web_search server tool; follow-up calls translate the same way.
+            exchange.search = SearchTurn(self.web_search, translated.web_search, body)
+            exchange.retranslate = functools.partial(
+                translate_request,
+                upstream_model=record.upstream_model,
+                options=profile.options(max_tokens_limit=self.settings.max_tokens_limit),
+                session_id=session,
+            )
         return CancelOnDisconnect(exchange.run, on_disconnect=exchange.client_disconnected)
 
     async def count_tokens(self, request: Request) -> Response:
@@ -445,6 +465,7 @@ def create_app(settings: Settings) -> Starlette:
             await proxy.windows.stop()
             await proxy.tokenizer.close()
             await proxy.upstream.close()
+            await proxy.web_search.close()
 
     routes = [
         Route("/", proxy.root, methods=["GET", "HEAD"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +23,18 @@ from claude_code_proxy.config import Settings
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.providers import Profile
+from claude_code_proxy.server_tools.web_search import SearchTurn
 from claude_code_proxy.translate.chat.request import TranslatedRequest
 from claude_code_proxy.translate.chat.response import message_to_events, translate_completion
 from claude_code_proxy.translate.chat.stream import StreamTranslator
-from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
+from claude_code_proxy.translate.errors import (
+    ProxyError,
+    RequestValidationError,
+    embedded_error,
+    redact_secrets,
+)
 from claude_code_proxy.translate.rescue import RescueContext, offered_tools
+from claude_code_proxy.translate.search_turn import Event
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
 from claude_code_proxy.upstream import Upstream
@@ -49,6 +56,9 @@ class Exchange:
     profile: Profile
     key: str
     capture: CaptureSession | None = None
+    # A web_search server tool turn, and how its follow-up requests are translated.
+    search: SearchTurn | None = None
+    retranslate: Callable[[dict[str, Any]], TranslatedRequest] | None = None
     rescue: RescueContext | None = None
     #: The client went away (CancelOnDisconnect says so before cancelling the work).
     client_left: bool = False
@@ -71,7 +81,9 @@ class Exchange:
             active.inc()
         try:
             async with self.upstream.lease(self.key) as session:
-                if self.translated.stream:
+                if self.search is not None:
+                    await self._search_turn(send, session, self.search)
+                elif self.translated.stream:
                     await self._stream(send, session)
                 else:
                     await self._complete(send, session)
@@ -113,15 +125,18 @@ class Exchange:
             self.capture.add("4-client-response", orjson.dumps(body))
         await send_json(send, error.status, body, error.headers)
 
-    async def _post(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+    async def _post(
+        self, session: aiohttp.ClientSession, translated: TranslatedRequest | None = None
+    ) -> aiohttp.ClientResponse:
+        translated = translated or self.translated
         capture = self.capture
         tap = (lambda raw: capture.add("3-upstream-response", raw)) if capture else None
         response = await self.upstream.post_chat(
             session,
-            self.translated.payload,
+            translated.payload,
             self.key,
             error_tap=tap,
-            prompt_tokens=self.translated.estimated_input_tokens or None,
+            prompt_tokens=translated.estimated_input_tokens or None,
         )
         self.record.upstream_answered()
         return response
@@ -130,20 +145,7 @@ class Exchange:
 
     async def _complete(self, send: Send, session: aiohttp.ClientSession) -> None:
         try:
-            response = await self._post(session)
-            try:
-                raw = await response.read()
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-                raise _timeout(self.settings) from None
-            except aiohttp.ClientError as exc:
-                raise ProxyError(
-                    502, "api_error", f"upstream response broke off: {type(exc).__name__}"
-                ) from None
-            finally:
-                response.release()
-            if self.capture is not None:
-                self.capture.add("3-upstream-response", raw)
-            message = self._message(raw)
+            message = await self._call_message(session, self.translated)
         except ProxyError as error:
             await self._fail(send, error)
             return
@@ -154,13 +156,33 @@ class Exchange:
         await send_json(send, 200, message)
         self.completed = True
 
+    async def _call_message(
+        self, session: aiohttp.ClientSession, translated: TranslatedRequest
+    ) -> dict[str, Any]:
+        """One non-streaming model call, translated; ProxyError for every failure."""
+        response = await self._post(session, translated)
+        try:
+            raw = await response.read()
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise _timeout(self.settings) from None
+        except aiohttp.ClientError as exc:
+            raise ProxyError(
+                502, "api_error", f"upstream response broke off: {type(exc).__name__}"
+            ) from None
+        finally:
+            response.release()
+        if self.capture is not None:
+            self.capture.add("3-upstream-response", raw)
+        return self._message(raw, translated)
+
     def _record_message(self, message: dict[str, Any]) -> None:
         self.record.status = 200
         self.record.first_token()
         self.record.stop_reason = message["stop_reason"]
         self.record.usage(message["usage"])
 
-    def _message(self, raw: bytes) -> dict[str, Any]:
+    def _message(self, raw: bytes, translated: TranslatedRequest | None = None) -> dict[str, Any]:
+        translated = translated or self.translated
         try:
             completion = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -173,18 +195,18 @@ class Exchange:
             # A 2xx body that reports a failure, with or without choices (OpenRouter).
             error = embedded_error(
                 completion["error"],
-                prompt_tokens=self.translated.estimated_input_tokens or None,
+                prompt_tokens=translated.estimated_input_tokens or None,
             )
             error.message = redact_secrets(error.message, (self.key,))
             raise error
         return translate_completion(
             completion,
-            client_model=self.translated.client_model,
-            stop_sequences=self.translated.stop_sequences,
-            fallback_input_tokens=self.translated.estimated_input_tokens,
+            client_model=translated.client_model,
+            stop_sequences=translated.stop_sequences,
+            fallback_input_tokens=translated.estimated_input_tokens,
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
-            tool_names=self.translated.tool_names,
+            tool_names=translated.tool_names,
             rescue=self.rescue,
         )
 
@@ -229,18 +251,21 @@ class Exchange:
         await send({"type": "http.response.body", "body": body})
         self.completed = True
 
-    async def _relay(self, send: Send, response: aiohttp.ClientResponse) -> None:
-        translator = StreamTranslator(
-            model=self.translated.client_model,
-            input_tokens=self.translated.estimated_input_tokens,
-            stop_sequences=self.translated.stop_sequences,
-            expect_usage="stream_options" in self.translated.payload,
+    def _translator(self, translated: TranslatedRequest) -> StreamTranslator:
+        return StreamTranslator(
+            model=translated.client_model,
+            input_tokens=translated.estimated_input_tokens,
+            stop_sequences=translated.stop_sequences,
+            expect_usage="stream_options" in translated.payload,
             think_tags=self.profile.think_tags,
             stash_reasoning=self.profile.stash_reasoning,
             secrets=(self.key,),
-            tool_names=self.translated.tool_names,
+            tool_names=translated.tool_names,
             rescue=self.rescue,
         )
+
+    async def _relay(self, send: Send, response: aiohttp.ClientResponse) -> None:
+        translator = self._translator(self.translated)
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
         sender = EventSender(send, self.settings.ping_interval)
@@ -283,6 +308,135 @@ class Exchange:
         # Finish reading the upstream body first (bounded): the connection then goes back to
         # the pool before the client can send its next request. message_stop is already out.
         await drain(response, tap)
+        await sender.close()
+
+    # --------------------------------------------------------- web search turns
+
+    async def _search_turn(
+        self, send: Send, session: aiohttp.ClientSession, turn: SearchTurn
+    ) -> None:
+        """The proxy runs the web_search server tool: several model calls, one reply.
+
+        The loop (server_tools/web_search.py) gets one model call as a callable taking an
+        Anthropic request body; the first call's refusal keeps its HTTP status.
+        """
+        try:
+            if not self.translated.stream:
+                first = await self._call_message(session, self.translated)
+                message = await turn.complete(
+                    first, lambda body: self._call_message(session, self._follow_up(body))
+                )
+                self._record_message(message)
+                if self.capture is not None:
+                    self.capture.add("4-client-response", orjson.dumps(message))
+                await send_json(send, 200, message)
+                self.completed = True
+                return
+            events = await self._call_events(session, self.translated)
+        except ProxyError as error:
+            await self._fail(send, error)
+            return
+
+        async def call(body: dict[str, Any]) -> AsyncGenerator[list[Event], None]:
+            return await self._call_events(session, self._follow_up(body))
+
+        await self._send_turn(send, turn, turn.stream(events, call))
+
+    def _follow_up(self, body: dict[str, Any]) -> TranslatedRequest:
+        assert self.retranslate is not None
+        try:
+            translated = self.retranslate(body)
+        except RequestValidationError as exc:
+            raise ProxyError(500, "api_error", f"continuing the web search turn: {exc}") from None
+        if self.capture is not None:
+            self.capture.add_json("2-upstream-request", translated.payload)
+        return translated
+
+    async def _call_events(
+        self, session: aiohttp.ClientSession, translated: TranslatedRequest
+    ) -> AsyncGenerator[list[Event], None]:
+        """One streaming model call: ProxyError if refused, else the events of its reply."""
+        response = await self._post(session, translated)
+        return self._reply_events(response, translated)
+
+    async def _reply_events(
+        self, response: aiohttp.ClientResponse, translated: TranslatedRequest
+    ) -> AsyncGenerator[list[Event], None]:
+        capture = self.capture
+        tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
+        try:
+            content_type = response.headers.get("content-type", "")
+            if "json" in content_type and "event-stream" not in content_type:
+                try:
+                    raw = await response.read()
+                    message = self._message(raw, translated)
+                except ProxyError as error:
+                    yield [
+                        {
+                            "type": "error",
+                            "error": {"type": error.error_type, "message": error.message},
+                        }
+                    ]
+                    return
+                except (asyncio.TimeoutError, aiohttp.ClientError):
+                    message_text = "upstream response broke off"
+                    yield [
+                        {"type": "error", "error": {"type": "api_error", "message": message_text}}
+                    ]
+                    return
+                yield message_to_events(message)
+                return
+            translator = self._translator(translated)
+            yield translator.start()
+            async for events in translate_stream(response, translator, tap):
+                yield events
+            await drain(response, tap)
+        finally:
+            response.release()
+
+    async def _send_turn(
+        self, send: Send, turn: SearchTurn, events: AsyncIterator[list[Event]]
+    ) -> None:
+        stitcher = turn.stitcher
+        sender = EventSender(send, self.settings.ping_interval)
+        capture = self.capture
+        started = False
+        self.record.status = 200
+        try:
+            async for batch in events:
+                data = encode_events(batch)
+                if capture is not None:
+                    capture.add("4-client-response", data)
+                if not started:
+                    started = True
+                    await sender.start(data)
+                    continue
+                self.record.first_token()
+                await sender.write(data)
+                if stitcher.ended and stitcher.error_type is None:
+                    self.completed = True  # message_stop is out
+        except asyncio.CancelledError:
+            if started and not stitcher.ended and not self.client_left:
+                closing = encode_events(
+                    stitcher.fail("overloaded_error", "the proxy is shutting down")
+                )
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sender.close(closing), 1.0)
+            raise
+        except Exception:
+            logger.exception("the web search turn failed")
+            if started:
+                message = "the proxy failed during a web search turn (see its log)"
+                with contextlib.suppress(Exception):
+                    await sender.write(encode_events(stitcher.fail("api_error", message)))
+        finally:
+            sender.stop_pings()
+            self.record.stop_reason = stitcher.stop_reason
+            self.record.error_type = stitcher.error_type
+            self.record.usage(stitcher.final_usage())
+        if not started:
+            await self._fail(send, ProxyError(500, "api_error", "the web search turn failed"))
+            return
         await sender.close()
 
 
