@@ -519,12 +519,15 @@ def test_web_search_stream_accumulates_into_sdk_types(
     search_proxy: ProxyHandle, mock_upstream: MockUpstream
 ) -> None:
     _search_then_answer(mock_upstream, stream=True)
-    with make_client(search_proxy) as sdk, sdk.messages.stream(
-        model=MODEL,
-        max_tokens=256,
-        messages=USER,
-        tools=[WEB_SEARCH],  # type: ignore[list-item]
-    ) as stream:
+    with (
+        make_client(search_proxy) as sdk,
+        sdk.messages.stream(
+            model=MODEL,
+            max_tokens=256,
+            messages=USER,
+            tools=[WEB_SEARCH],  # type: ignore[list-item]
+        ) as stream,
+    ):
         message = stream.get_final_message()
     _check_search_blocks(message)
     assert message.stop_reason == "end_turn"
