@@ -452,3 +452,42 @@ def test_search_events_are_json_lines_claude_code_can_read(
     assert [r["type"] for r in records].count("message_start") == 1
     assert [r["type"] for r in records].count("message_delta") == 1
     assert starts[1]["content_block"]["type"] == "web_search_tool_result"
+
+
+# ----------------------------------------------------------------- the Responses API dialect
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["sse", "json"])
+def test_search_turn_on_the_responses_api(
+    proxy_factory: ProxyFactory, mock_upstream: MockUpstream, searxng: MockSearch, stream: bool
+) -> None:
+    """The loop is dialect-neutral: function_call → search → function_call_output, with the
+    reasoning item and the upstream's own call_id given back as issued."""
+    from mock_responses import RESPONSES_PATH, ResponseScript, ResponsesUpstream
+
+    first = (
+        ResponseScript()
+        .reasoning("I should search.")
+        .function_call("web_search", {"query": "python 3.13"}, call_id="call_ws1")
+    )
+    upstream = ResponsesUpstream(replies=[first, ResponseScript().text("Free-threaded.")])
+    mock_upstream.route(RESPONSES_PATH, upstream)
+    proxy = proxy_factory(
+        UPSTREAM_API="responses",
+        BIG_MODEL="gpt-5-codex",
+        MIDDLE_MODEL="gpt-5-codex",
+        WEB_SEARCH_BACKEND="searxng",
+        WEB_SEARCH_URL=searxng.origin,
+    )
+    reply = send(proxy, body(stream=stream))
+    kinds = [block["type"] for block in reply["content"]]
+    assert kinds == ["thinking", "server_tool_use", "web_search_tool_result", "text"]
+    assert reply["usage"]["server_tool_use"] == {"web_search_requests": 1}
+    assert len(upstream.requests) == 2  # the mock rejects (400) a wrong round trip
+    offered = upstream.requests[0]["tools"]
+    assert [t["name"] for t in offered] == ["web_search"]
+    items = upstream.requests[1]["input"]
+    call = next(i for i in items if i.get("type") == "function_call")
+    output = next(i for i in items if i.get("type") == "function_call_output")
+    assert call["call_id"] == output["call_id"] == "call_ws1"
+    assert "What's New In Python 3.13" in output["output"]

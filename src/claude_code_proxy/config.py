@@ -140,6 +140,8 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     # Explicit client model id (or glob pattern) → upstream model, checked before BIG/MIDDLE/SMALL.
     model_map: dict[str, str] = field(default_factory=dict)
+    # Upstream dialect: Chat Completions, the Responses API, or chosen per model (docs/responses.md).
+    upstream_api: str = "auto"
     # Context windows (tokens): for every model, and per tier (BIG/MIDDLE/SMALL); they beat
     # what discovery finds on the server (windows.py), which CONTEXT_DISCOVERY can turn off.
     context_window: int | None = None
@@ -204,6 +206,9 @@ class Settings:
                 get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             model_map=_model_map(get("MODEL_MAP")),
+            upstream_api=_choice(
+                get("UPSTREAM_API"), "UPSTREAM_API", ("auto", "chat", "responses")
+            ),
             context_window=_optional_int(get("CONTEXT_WINDOW"), "CONTEXT_WINDOW"),
             tier_context_windows={
                 tier: tokens

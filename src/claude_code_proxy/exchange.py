@@ -20,24 +20,24 @@ from starlette.types import Send
 from claude_code_proxy.asgi import EventSender, send_json, start_sse
 from claude_code_proxy.capture import CaptureSession
 from claude_code_proxy.config import Settings
+from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, StreamTranslation
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.providers import Profile
 from claude_code_proxy.server_tools.web_search import SearchTurn
-from claude_code_proxy.translate.chat.request import TranslatedRequest
-from claude_code_proxy.translate.chat.response import message_to_events, translate_completion
-from claude_code_proxy.translate.chat.stream import StreamTranslator
+from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import (
     ProxyError,
     RequestValidationError,
     embedded_error,
     redact_secrets,
 )
+from claude_code_proxy.translate.options import TranslatedRequest
 from claude_code_proxy.translate.rescue import RescueContext, offered_tools
 from claude_code_proxy.translate.search_turn import Event
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
-from claude_code_proxy.upstream import Upstream
+from claude_code_proxy.upstream import ResponsesOnly, Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,13 @@ class Exchange:
     profile: Profile
     key: str
     capture: CaptureSession | None = None
-    # A web_search server tool turn, and how its follow-up requests are translated.
+    dialect: Dialect = CHAT
+    # Re-translates the request for the Responses API, when Chat Completions may refuse the
+    # model as Responses-only (UPSTREAM_API=auto): the self-healing switch.
+    switch: Callable[[], TranslatedRequest] | None = None
+    # A web_search server tool turn, and how its follow-up request bodies are translated.
     search: SearchTurn | None = None
-    retranslate: Callable[[dict[str, Any]], TranslatedRequest] | None = None
+    retranslate: Callable[[Dialect, dict[str, Any]], TranslatedRequest] | None = None
     rescue: RescueContext | None = None
     #: The client went away (CancelOnDisconnect says so before cancelling the work).
     client_left: bool = False
@@ -66,7 +70,7 @@ class Exchange:
     completed: bool = False
 
     def __post_init__(self) -> None:
-        if self.profile.rescue_tool_calls:
+        if self.profile.rescue_tool_calls and self.dialect is CHAT:
             tools = offered_tools(self.translated.payload)
             self.rescue = RescueContext(tools) if tools else None
 
@@ -126,26 +130,46 @@ class Exchange:
         await send_json(send, error.status, body, error.headers)
 
     async def _post(
-        self, session: aiohttp.ClientSession, translated: TranslatedRequest | None = None
+        self, session: aiohttp.ClientSession, follow_up: TranslatedRequest | None = None
     ) -> aiohttp.ClientResponse:
-        translated = translated or self.translated
+        """The request (or a web search turn's follow-up) posted; 2xx or a ProxyError."""
+        try:
+            response = await self._post_once(session, follow_up or self.translated)
+        except ResponsesOnly:
+            if self.switch is None or follow_up is not None:
+                raise
+            # The model answers only on the Responses API: ask there once, and remember it.
+            self.translated, self.dialect, self.rescue = self.switch(), RESPONSES, None
+            if self.capture is not None:
+                self.capture.add_json("2-upstream-request", self.translated.payload)
+            response = await self._post_once(session, self.translated)
+            model = str(self.translated.payload.get("model", ""))
+            self.upstream.table.learn(self.upstream.base_url, model, api="responses")
+            logger.warning(
+                "model %s answers only on the Responses API; using it from now on", model
+            )
+        self.record.upstream_answered()
+        return response
+
+    async def _post_once(
+        self, session: aiohttp.ClientSession, translated: TranslatedRequest
+    ) -> aiohttp.ClientResponse:
         capture = self.capture
         tap = (lambda raw: capture.add("3-upstream-response", raw)) if capture else None
-        response = await self.upstream.post_chat(
+        return await self.upstream.post_chat(
             session,
             translated.payload,
             self.key,
             error_tap=tap,
             prompt_tokens=translated.estimated_input_tokens or None,
+            api=self.dialect.api,
         )
-        self.record.upstream_answered()
-        return response
 
     # -------------------------------------------------------------- non-streaming
 
     async def _complete(self, send: Send, session: aiohttp.ClientSession) -> None:
         try:
-            message = await self._call_message(session, self.translated)
+            message = await self._call_message(session)
         except ProxyError as error:
             await self._fail(send, error)
             return
@@ -157,10 +181,10 @@ class Exchange:
         self.completed = True
 
     async def _call_message(
-        self, session: aiohttp.ClientSession, translated: TranslatedRequest
+        self, session: aiohttp.ClientSession, follow_up: TranslatedRequest | None = None
     ) -> dict[str, Any]:
         """One non-streaming model call, translated; ProxyError for every failure."""
-        response = await self._post(session, translated)
+        response = await self._post(session, follow_up)
         try:
             raw = await response.read()
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
@@ -173,7 +197,7 @@ class Exchange:
             response.release()
         if self.capture is not None:
             self.capture.add("3-upstream-response", raw)
-        return self._message(raw, translated)
+        return self._message(raw, follow_up)
 
     def _record_message(self, message: dict[str, Any]) -> None:
         self.record.status = 200
@@ -181,8 +205,8 @@ class Exchange:
         self.record.stop_reason = message["stop_reason"]
         self.record.usage(message["usage"])
 
-    def _message(self, raw: bytes, translated: TranslatedRequest | None = None) -> dict[str, Any]:
-        translated = translated or self.translated
+    def _message(self, raw: bytes, follow_up: TranslatedRequest | None = None) -> dict[str, Any]:
+        translated = follow_up or self.translated
         try:
             completion = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -199,16 +223,7 @@ class Exchange:
             )
             error.message = redact_secrets(error.message, (self.key,))
             raise error
-        return translate_completion(
-            completion,
-            client_model=translated.client_model,
-            stop_sequences=translated.stop_sequences,
-            fallback_input_tokens=translated.estimated_input_tokens,
-            think_tags=self.profile.think_tags,
-            stash_reasoning=self.profile.stash_reasoning,
-            tool_names=translated.tool_names,
-            rescue=self.rescue,
-        )
+        return self.dialect.reply(completion, translated, self.profile, self.rescue)
 
     # ------------------------------------------------------------------ streaming
 
@@ -251,21 +266,8 @@ class Exchange:
         await send({"type": "http.response.body", "body": body})
         self.completed = True
 
-    def _translator(self, translated: TranslatedRequest) -> StreamTranslator:
-        return StreamTranslator(
-            model=translated.client_model,
-            input_tokens=translated.estimated_input_tokens,
-            stop_sequences=translated.stop_sequences,
-            expect_usage="stream_options" in translated.payload,
-            think_tags=self.profile.think_tags,
-            stash_reasoning=self.profile.stash_reasoning,
-            secrets=(self.key,),
-            tool_names=translated.tool_names,
-            rescue=self.rescue,
-        )
-
     async def _relay(self, send: Send, response: aiohttp.ClientResponse) -> None:
-        translator = self._translator(self.translated)
+        translator = self.dialect.stream(self.translated, self.profile, (self.key,), self.rescue)
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
         sender = EventSender(send, self.settings.ping_interval)
@@ -322,7 +324,7 @@ class Exchange:
         """
         try:
             if not self.translated.stream:
-                first = await self._call_message(session, self.translated)
+                first = await self._call_message(session)
                 message = await turn.complete(
                     first, lambda body: self._call_message(session, self._follow_up(body))
                 )
@@ -332,7 +334,7 @@ class Exchange:
                 await send_json(send, 200, message)
                 self.completed = True
                 return
-            events = await self._call_events(session, self.translated)
+            events = await self._call_events(session)
         except ProxyError as error:
             await self._fail(send, error)
             return
@@ -343,9 +345,10 @@ class Exchange:
         await self._send_turn(send, turn, turn.stream(events, call))
 
     def _follow_up(self, body: dict[str, Any]) -> TranslatedRequest:
+        """The next call of the turn, translated like the first (in its current dialect)."""
         assert self.retranslate is not None
         try:
-            translated = self.retranslate(body)
+            translated = self.retranslate(self.dialect, body)
         except RequestValidationError as exc:
             raise ProxyError(500, "api_error", f"continuing the web search turn: {exc}") from None
         if self.capture is not None:
@@ -353,11 +356,11 @@ class Exchange:
         return translated
 
     async def _call_events(
-        self, session: aiohttp.ClientSession, translated: TranslatedRequest
+        self, session: aiohttp.ClientSession, follow_up: TranslatedRequest | None = None
     ) -> AsyncGenerator[list[Event], None]:
         """One streaming model call: ProxyError if refused, else the events of its reply."""
-        response = await self._post(session, translated)
-        return self._reply_events(response, translated)
+        response = await self._post(session, follow_up)
+        return self._reply_events(response, follow_up or self.translated)
 
     async def _reply_events(
         self, response: aiohttp.ClientResponse, translated: TranslatedRequest
@@ -368,25 +371,16 @@ class Exchange:
             content_type = response.headers.get("content-type", "")
             if "json" in content_type and "event-stream" not in content_type:
                 try:
-                    raw = await response.read()
-                    message = self._message(raw, translated)
+                    message = self._message(await response.read(), translated)
                 except ProxyError as error:
-                    yield [
-                        {
-                            "type": "error",
-                            "error": {"type": error.error_type, "message": error.message},
-                        }
-                    ]
+                    yield [_error_event(error.error_type, error.message)]
                     return
                 except (asyncio.TimeoutError, aiohttp.ClientError):
-                    message_text = "upstream response broke off"
-                    yield [
-                        {"type": "error", "error": {"type": "api_error", "message": message_text}}
-                    ]
+                    yield [_error_event("api_error", "upstream response broke off")]
                     return
                 yield message_to_events(message)
                 return
-            translator = self._translator(translated)
+            translator = self.dialect.stream(translated, self.profile, (self.key,), self.rescue)
             yield translator.start()
             async for events in translate_stream(response, translator, tap):
                 yield events
@@ -417,11 +411,9 @@ class Exchange:
                     self.completed = True  # message_stop is out
         except asyncio.CancelledError:
             if started and not stitcher.ended and not self.client_left:
-                closing = encode_events(
-                    stitcher.fail("overloaded_error", "the proxy is shutting down")
-                )
+                closing = stitcher.fail("overloaded_error", "the proxy is shutting down")
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sender.close(closing), 1.0)
+                    await asyncio.wait_for(sender.close(encode_events(closing)), 1.0)
             raise
         except Exception:
             logger.exception("the web search turn failed")
@@ -440,7 +432,11 @@ class Exchange:
         await sender.close()
 
 
-def _internal_failure(translator: StreamTranslator) -> list[dict[str, Any]]:
+def _error_event(error_type: str, message: str) -> Event:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def _internal_failure(translator: StreamTranslation) -> list[dict[str, Any]]:
     """Closing events after an unexpected error; a bare `error` if the translator is broken."""
     message = "the proxy failed while translating the upstream stream (see its log)"
     with contextlib.suppress(Exception):
@@ -459,7 +455,7 @@ def _timeout(settings: Settings) -> ProxyError:
 
 async def translate_stream(
     response: aiohttp.ClientResponse,
-    translator: StreamTranslator,
+    translator: StreamTranslation,
     tap: Callable[[bytes], None] | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Read upstream SSE and yield Anthropic events; always ends with stop or error."""

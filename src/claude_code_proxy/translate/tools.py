@@ -18,7 +18,7 @@ from claude_code_proxy.translate.schema import clean_schema
 from claude_code_proxy.translate.web_search import (
     FUNCTION_NAME,
     WebSearchTool,
-    function_definition,
+    function_spec,
     is_web_search_tool,
     web_search_tool,
 )
@@ -144,7 +144,21 @@ def function_tools(
     loaded: set[str],
     renamed: dict[str, str],
 ) -> tuple[list[dict[str, Any]], set[str]]:
-    """The function tools to forward, and the names of every tool the client declared."""
+    """Chat Completions function tools, and the names of every tool the client declared."""
+    specs, declared = tool_specs(tools, stats, options, loaded=loaded, renamed=renamed)
+    return [{"type": "function", "function": spec} for spec in specs], declared
+
+
+def tool_specs(
+    tools: Any,
+    stats: Stats,
+    options: TranslationOptions,
+    *,
+    loaded: set[str],
+    renamed: dict[str, str],
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """The tools to forward as dialect-neutral `{name, parameters, description?, strict?}`
+    specs, and the names of every tool the client declared."""
     if tools is None:
         return [], set()
     if not isinstance(tools, list):
@@ -172,13 +186,13 @@ def function_tools(
             schema = CLIENT_TOOL_SCHEMAS[kind.split("_20")[0]]
         elif is_web_search_tool(tool):
             # The proxy runs this one itself (server_tools/web_search.py).
-            if FUNCTION_NAME in {t["function"]["name"] for t in out} or any(
+            if any(
                 isinstance(t, dict) and t.get("name") == FUNCTION_NAME and t is not tool
                 for t in tools
             ):
                 raise RequestValidationError(f"tools: tool names must be unique: {FUNCTION_NAME!r}")
-            offered = function_definition(web_search_tool([tool]) or WebSearchTool())
-            stats.text_chars += len(offered["function"]["description"]) + 200
+            offered = function_spec(web_search_tool([tool]) or WebSearchTool())
+            stats.text_chars += len(offered["description"]) + 200
             out.append(offered)
             continue
         elif isinstance(kind, str) and kind.startswith(SERVER_TOOL_PREFIXES):
@@ -199,7 +213,7 @@ def function_tools(
         if tool.get("strict") is True:
             function["strict"] = True
         stats.text_chars += len(name) + len(description or "") + 200
-        out.append({"type": "function", "function": function})
+        out.append(function)
     return out, declared
 
 

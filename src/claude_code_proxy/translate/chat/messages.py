@@ -14,12 +14,9 @@ from claude_code_proxy.translate.content import (
     blocks,
     cache_mark,
     content_text,
-    is_base64,
-    json_text,
     merged_turns,
     render_block_as_text,
 )
-from claude_code_proxy.translate.documents import decode_document
 from claude_code_proxy.translate.errors import RequestValidationError
 from claude_code_proxy.translate.ids import (
     server_call_client_id,
@@ -27,6 +24,7 @@ from claude_code_proxy.translate.ids import (
     upstream_tool_id,
 )
 from claude_code_proxy.translate.options import TranslationOptions
+from claude_code_proxy.translate.parts import PartBuilder, text_part
 from claude_code_proxy.translate.reasoning import decode_signature
 from claude_code_proxy.translate.tools import tool_name
 from claude_code_proxy.translate.web_search import FUNCTION_NAME as WEB_SEARCH_FUNCTION
@@ -37,19 +35,11 @@ logger = logging.getLogger(__name__)
 GEMINI_SKIP_SIGNATURE = "skip_thought_signature_validator"
 
 
-def text_part(text: str, mark: Any) -> dict[str, Any]:
-    part: dict[str, Any] = {"type": "text", "text": text}
-    if mark is not None:
-        part["cache_control"] = mark
-    return part
-
-
-class MessageConverter:
+class MessageConverter(PartBuilder):
     """Walks Anthropic messages in order and emits OpenAI messages (protocol.md E.2)."""
 
     def __init__(self, options: TranslationOptions, stats: Stats, renamed: dict[str, str]) -> None:
-        self.options = options
-        self.stats = stats
+        super().__init__(options, stats)
         self.renamed = renamed
         self.out: list[dict[str, Any]] = []
         self.late_system: list[SystemPiece] = []
@@ -127,7 +117,7 @@ class MessageConverter:
             if kind == "tool_result":
                 client_id = _id_text(block.get("tool_use_id", ""))
                 call_id = self.pending_calls.get(client_id) or self._tool_id(client_id)
-                text, images = self._tool_result_content(block)
+                text, images = self.tool_result_content(block)
                 if client_id in self.pending_calls and client_id not in results:
                     mark = cache_mark(block) if self.options.cache_control else None
                     body: Any = [text_part(text, mark)] if mark else text
@@ -146,7 +136,7 @@ class MessageConverter:
                 inner = block.get("content")
                 self._system(content_text(inner, self.stats), cache_mark(inner))
             else:
-                parts.extend(self._content_part(block, position, index))
+                parts.extend(self.content_part(block, position, index))
         if self.pending_calls:
             # Tool messages must directly follow the assistant turn, in call order.
             for client_id, call_id in self.pending_calls.items():
@@ -163,141 +153,6 @@ class MessageConverter:
         rest = result_images + orphan_texts + parts
         if rest:
             self.out.append({"role": "user", "content": simplify(rest)})
-
-    def _tool_result_content(self, block: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-        content = block.get("content")
-        images: list[dict[str, Any]] = []
-        if content is None:
-            text = ""
-        elif isinstance(content, str):
-            text = content
-        elif isinstance(content, list):
-            texts: list[str] = []
-            for item in content:
-                if isinstance(item, dict) and item.get("type") == "image":
-                    images.extend(self._image(item))
-                elif isinstance(item, dict) and item.get("type") == "document":
-                    # Text goes into the tool message; PDF file parts and images cannot, so
-                    # they follow in the user message with the other attachments.
-                    for part in self._document(item):
-                        if part["type"] == "text":
-                            texts.append(part["text"])
-                        else:
-                            images.append(part)
-                else:
-                    rendered = render_block_as_text(item)
-                    if rendered:
-                        texts.append(rendered)
-            text = "\n".join(texts)
-        else:
-            text = json_text(content)
-        self.stats.text_chars += len(text)
-        if block.get("is_error") is True:
-            text = f"Error: {text}" if text else "Error: the tool call failed"
-        elif not text:
-            text = "(no output)" if not images else "(see the attachments below)"
-        return text, images
-
-    def _content_part(
-        self, block: dict[str, Any], position: int, index: int
-    ) -> list[dict[str, Any]]:
-        kind = block.get("type")
-        if kind == "text":
-            text = block.get("text")
-            if not isinstance(text, str):
-                raise RequestValidationError(
-                    f"messages.{position}.content.{index}.text: must be a string"
-                )
-            self.stats.text_chars += len(text)
-            mark = cache_mark(block) if self.options.cache_control else None
-            return [text_part(text, mark)] if text else []
-        if kind == "image":
-            return self._image(block)
-        if kind == "document":
-            return self._document(block)
-        if kind in ("thinking", "redacted_thinking"):
-            return []
-        rendered = render_block_as_text(block)
-        if rendered is None:
-            logger.warning("dropping content block of unknown type %r", kind)
-            return []
-        self.stats.text_chars += len(rendered)
-        return [{"type": "text", "text": rendered}]
-
-    def _image(self, block: dict[str, Any]) -> list[dict[str, Any]]:
-        source = block.get("source")
-        if not isinstance(source, dict):
-            raise RequestValidationError("image block: source must be an object")
-        kind = source.get("type")
-        if kind == "base64":
-            data, media_type = source.get("data"), source.get("media_type") or "image/png"
-            if not isinstance(data, str) or not isinstance(media_type, str):
-                raise RequestValidationError("image block: base64 source needs data and media_type")
-            self.stats.images += 1
-            return [{"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}]
-        if kind == "url":
-            url = source.get("url")
-            if not isinstance(url, str):
-                raise RequestValidationError("image block: url source needs a url string")
-            self.stats.images += 1
-            return [{"type": "image_url", "image_url": {"url": url}}]
-        note = f"[image {source.get('file_id') or kind!s} omitted: the upstream cannot resolve it]"
-        return [{"type": "text", "text": note}]
-
-    def _document(self, block: dict[str, Any]) -> list[dict[str, Any]]:
-        source = block.get("source")
-        if not isinstance(source, dict):
-            raise RequestValidationError("document block: source must be an object")
-        title = block.get("title") if isinstance(block.get("title"), str) else None
-        header = "\n".join(
-            x
-            for x in (
-                title,
-                block.get("context") if isinstance(block.get("context"), str) else None,
-            )
-            if x
-        )
-        kind = source.get("type")
-        text: str
-        if kind == "text":
-            data = source.get("data")
-            text = data if isinstance(data, str) else ""
-        elif kind == "content":
-            parts: list[dict[str, Any]] = []
-            content = source.get("content")
-            if isinstance(content, str):
-                parts.append({"type": "text", "text": content})
-            elif isinstance(content, list):
-                for item in content:
-                    if isinstance(item, dict) and item.get("type") == "image":
-                        parts.extend(self._image(item))
-                    else:
-                        rendered = render_block_as_text(item)
-                        if rendered:
-                            parts.append({"type": "text", "text": rendered})
-            if header:
-                parts.insert(0, {"type": "text", "text": header})
-            self.stats.text_chars += sum(len(p.get("text", "")) for p in parts)
-            return parts
-        elif kind == "base64":
-            data = source.get("data")
-            media_type = source.get("media_type") or "application/pdf"
-            if not isinstance(data, str):
-                raise RequestValidationError("document block: base64 source needs data")
-            if media_type == "application/pdf" and self.options.pdf_as_file and is_base64(data):
-                self.stats.text_chars += len(data) // 8
-                filename = (title or "document") + ".pdf"
-                file_part = {"file_data": f"data:{media_type};base64,{data}", "filename": filename}
-                return [{"type": "file", "file": file_part}]
-            text = decode_document(data, str(media_type))
-        elif kind == "url":
-            text = f"[document at {source.get('url')} — fetch it if needed]"
-        else:
-            text = f"[document {source.get('file_id') or kind!s} omitted: the upstream cannot resolve it]"
-        if header:
-            text = f"{header}\n\n{text}"
-        self.stats.text_chars += len(text)
-        return [{"type": "text", "text": text}]
 
     def _assistant(self, content: str | list[Any], position: int) -> None:
         """One assistant turn; a web search result inside it (the proxy ran the search)
