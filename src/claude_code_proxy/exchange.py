@@ -305,7 +305,11 @@ class Exchange:
             self.record.stop_reason = translator.stop_reason
             self.record.error_type = translator.error_type
             self.record.usage(
-                anthropic_usage(translator.usage, fallback_input=translator.input_tokens)
+                anthropic_usage(
+                    translator.usage,
+                    fallback_input=translator.input_tokens,
+                    under_counts=self.profile.prompt_under_count and self.dialect.api == "chat",
+                )
             )
         # Finish reading the upstream body first (bounded): the connection then goes back to
         # the pool before the client can send its next request. message_stop is already out.
