@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -42,6 +43,7 @@ from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.models import ALIASES
 from claude_code_proxy.observe import RequestRecord, finish
+from claude_code_proxy.server_tools.web_search import SearchTurn, WebSearch
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
@@ -107,9 +109,17 @@ class Proxy:
         )
         self.windows = ContextWindows(windows_settings, first.table)
         self.tokenizer = UpstreamTokenizer(first.settings)
+        self.web_search = WebSearch(settings.web_search, self.metrics)
         provider_keys = [k for p in self.gateway.providers for k in p.api_keys]
         secrets = [
-            s for s in (settings.openai_api_key, settings.anthropic_api_key, *provider_keys) if s
+            s
+            for s in (
+                settings.openai_api_key,
+                settings.anthropic_api_key,
+                settings.web_search.api_key,
+                *provider_keys,
+            )
+            if s
         ]
         self.capture = (
             Capture(settings.capture_dir, secrets=secrets) if settings.capture_dir else None
@@ -194,6 +204,10 @@ class Proxy:
             client_key=key,
             capture=capture,
         )
+        if first.translated.web_search is not None:
+            # The proxy runs the web_search server tool; follow-up calls translate the same way.
+            exchange.search = SearchTurn(self.web_search, first.translated.web_search, body)
+            exchange.retranslate = partial(self.dispatcher.retranslate, session_id=session)
         return CancelOnDisconnect(exchange.run, on_disconnect=exchange.client_disconnected)
 
     async def count_tokens(self, request: Request) -> Response:
@@ -486,6 +500,7 @@ def create_app(settings: Settings) -> Starlette:
             await proxy.windows.stop()
             await proxy.tokenizer.close()
             await proxy.registry.close()
+            await proxy.web_search.close()
 
     routes = [
         Route("/", proxy.root, methods=["GET", "HEAD"]),

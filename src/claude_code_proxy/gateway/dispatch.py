@@ -80,3 +80,13 @@ class Dispatcher:
             raise ProxyError(400, "invalid_request_error", str(exc)) from None
         switch = partial(translate, RESPONSES) if dialect is CHAT and setting == "auto" else None
         return Attempt(target, provider, translated, profile, dialect=dialect, switch=switch)
+
+    def retranslate(
+        self, attempt: Attempt, body: dict[str, Any], *, session_id: str | None
+    ) -> TranslatedRequest:
+        """A web search turn's follow-up body, translated like the attempt that served the
+        turn (its provider's profile, its model, its current dialect)."""
+        options = attempt.profile.options(max_tokens_limit=self.settings.max_tokens_limit)
+        return attempt.dialect.translate_request(
+            body, upstream_model=attempt.target.model, options=options, session_id=session_id
+        )
