@@ -3,7 +3,8 @@
 A profile is built in layers: the generic default, the provider matched by the base
 URL's host, every model-name rule that matches (so a model alone picks the right
 behaviour on local or unknown hosts), the user's overrides file (`PROVIDER_PROFILES`),
-and finally what the proxy learned from the upstream's own 400s at run time.
+a configuration file's per-provider `profile` table, and finally what the proxy learned
+from the upstream's own 400s at run time. Each provider has its own table (and memory).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Profile:
     forward_top_k: bool = False
     thought_signatures: bool = False
     cache_control: bool = False
+    # The reported prompt count leaves out tokens served from a cache (not the billing sense):
+    # a count under a third of the proxy's estimate is replaced by the estimate.
+    prompt_under_count: bool = False
     # Upstream dialect (docs/responses.md): the host serves the Responses API, the model
     # answers only there, and an explicit or learned choice ("auto" decides from the two).
     responses_api: bool = False
@@ -160,7 +164,16 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
     ),
     ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral", **_HOSTED}),
     ("api.groq.com", {"name": "groq", **_HOSTED}),
-    ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning", "local_server": True}),
+    # Ollama's prompt_eval_count counts only the tokens its KV cache did not already hold.
+    (
+        "*:11434",
+        {
+            "name": "ollama",
+            "reasoning_echo": "reasoning",
+            "local_server": True,
+            "prompt_under_count": True,
+        },
+    ),
     ("*:1234", {"name": "lmstudio", "local_server": True}),
     ("*:8080", {"name": "llama.cpp", "forward_top_k": True, "local_server": True}),
     ("*:30000", {"name": "sglang", "forward_top_k": True, "local_server": True}),
@@ -244,6 +257,8 @@ class CapabilityTable:
     models: tuple[tuple[str, Overrides], ...] = MODELS
     user_providers: tuple[tuple[str, Overrides], ...] = ()
     user_models: tuple[tuple[str, Overrides], ...] = ()
+    #: A configuration file's `profile = {…}` for this provider: applied over the rules.
+    overrides: Overrides = field(default_factory=dict)
     learned: dict[tuple[str, str], Overrides] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _memo: dict[tuple[str, str], Profile] = field(default_factory=dict, repr=False)
@@ -296,6 +311,8 @@ class CapabilityTable:
         for pattern, overrides in (*self.models, *self.user_models):
             if fnmatch.fnmatchcase(lowered, pattern) or fnmatch.fnmatchcase(bare, pattern):
                 profile = _apply(profile, {k: v for k, v in overrides.items() if k not in pinned})
+        if self.overrides:
+            profile = _apply(profile, self.overrides)
         learned = self.learned.get((netloc, model))
         if learned:
             dropped = profile.drop_params
