@@ -10,9 +10,10 @@ from typing import Any
 
 import orjson
 
-from bench.mock import stream_events
+from bench.mock import responses_events, sse_event, stream_events
 from claude_code_proxy.translate.chat.request import translate_request
 from claude_code_proxy.translate.chat.stream import StreamTranslator
+from claude_code_proxy.translate.responses.stream import ResponsesStreamTranslator
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "claude_code_request.json"
@@ -56,6 +57,16 @@ def _full_pass(raw: bytes, think_tags: bool) -> None:
     for payload in decoder.feed(raw):
         if payload == b"[DONE]":
             break
+        encode_events(translator.feed(orjson.loads(payload)))
+    encode_events(translator.finish())
+
+
+def _responses_pass(raw: bytes) -> None:
+    """The same for a Responses API stream (no `[DONE]`: it ends at response.completed)."""
+    translator = ResponsesStreamTranslator(model="claude-sonnet-4-5")
+    decoder = SSEDecoder()
+    encode_events(translator.start())
+    for payload in decoder.feed(raw):
         encode_events(translator.feed(orjson.loads(payload)))
     encode_events(translator.finish())
 
@@ -105,4 +116,12 @@ def run(budget: float = 1.0) -> list[tuple[str, float, str]]:
                 "µs/chunk",
             )
         )
+    responses_raw = b"".join(sse_event(e) for e in responses_events(200))
+    rows.append(
+        (
+            "Responses API: SSE decode + orjson.loads + feed + encode (200 deltas)",
+            per_call(functools.partial(_responses_pass, responses_raw), budget=budget, unit=200),
+            "µs/chunk",
+        )
+    )
     return rows

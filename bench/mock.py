@@ -1,9 +1,12 @@
-"""A fast mock OpenAI Chat Completions upstream for the benchmark.
+"""A fast mock OpenAI upstream for the benchmark: Chat Completions and the Responses API.
 
 A raw asyncio protocol (uvloop when installed) with pre-encoded responses, so the mock
-spends as little of the shared CPU as possible. Streams are `data: {...}\\n\\n` chunks in
+spends as little of the shared CPU as possible. Chat streams are `data: {...}\\n\\n` chunks in
 HTTP/1.1 chunked encoding, one write per chunk, then a finish chunk, a usage chunk and
-`data: [DONE]`. Requests whose body lacks `"stream":true` get one JSON completion.
+`data: [DONE]`. Responses API streams (`/v1/responses`) are the same text as
+`response.output_text.delta` events between the item and part events, ending in
+`response.completed` (the shapes are checked against the `openai` package in the tests).
+Requests whose body lacks `"stream":true` get one JSON completion (or Response).
 
 `POST /bench/config {"chunks": N, "delay_ms": D, "first_ms": F}` changes later responses:
 F ms before the first chunk (time to first token), then D ms between content chunks.
@@ -87,6 +90,82 @@ def completion_body(chunks: int) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def sse_event(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, separators=(",", ":")).encode()
+    return b"event: " + str(event["type"]).encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _response(status: str, output: list[dict[str, Any]], chunks: int) -> dict[str, Any]:
+    return {
+        "id": "resp_bench",
+        "object": "response",
+        "created_at": CREATED,
+        "status": status,
+        "model": "gpt-5-codex",
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "error": None,
+        "incomplete_details": None,
+        "usage": None
+        if status == "in_progress"
+        else {
+            "input_tokens": 100,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": chunks,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 100 + chunks,
+        },
+    }
+
+
+def _message(text: str, status: str) -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+    return {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": content if status == "completed" else [],
+    }
+
+
+def responses_events(chunks: int) -> list[dict[str, Any]]:
+    """The Responses API events of one streamed answer with `chunks` text deltas."""
+    text = "".join(WORDS[i % len(WORDS)] for i in range(chunks))
+    where = {"item_id": "msg_bench", "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": _response("in_progress", [], chunks)},
+        {"type": "response.in_progress", "response": _response("in_progress", [], chunks)},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": _message("", "in_progress"),
+        },
+        {"type": "response.content_part.added", **where, "part": part},
+    ]
+    events += [
+        {"type": "response.output_text.delta", **where, "delta": WORDS[i % 10], "logprobs": []}
+        for i in range(chunks)
+    ]
+    done = _message(text, "completed")
+    events += [
+        {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": done["content"][0]},
+        {"type": "response.output_item.done", "output_index": 0, "item": done},
+        {"type": "response.completed", "response": _response("completed", [done], chunks)},
+    ]
+    return [{**event, "sequence_number": n} for n, event in enumerate(events)]
+
+
+def responses_body(chunks: int) -> bytes:
+    text = "".join(WORDS[i % len(WORDS)] for i in range(chunks))
+    body = _response("completed", [_message(text, "completed")], chunks)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def _json_response(body: bytes, status: str = "200 OK") -> bytes:
     head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
     return head.encode() + b"\r\n\r\n" + body
@@ -104,16 +183,24 @@ class Shape:
     completion: bytes
 
     @classmethod
-    def build(cls, chunks: int, delay_ms: float = 0.0, first_ms: float = 0.0) -> Shape:
-        framed = [_frame(e) for e in stream_events(chunks)]
-        head, body, tail = framed[:2], framed[2:-3], framed[-3:]
+    def build(
+        cls, chunks: int, delay_ms: float = 0.0, first_ms: float = 0.0, *, responses: bool = False
+    ) -> Shape:
+        if responses:
+            framed = [_frame(sse_event(e)) for e in responses_events(chunks)]
+            head, body, tail = framed[:5], framed[5:-4], framed[-4:]
+            completion = _json_response(responses_body(chunks))
+        else:
+            framed = [_frame(e) for e in stream_events(chunks)]
+            head, body, tail = framed[:2], framed[2:-3], framed[-3:]
+            completion = _json_response(completion_body(chunks))
         return cls(
             delay=delay_ms / 1000,
             first=first_ms / 1000,
             head=SSE_HEAD + b"".join(head),
             middle=body,
             last=b"".join(tail) + b"0\r\n\r\n",
-            completion=_json_response(completion_body(chunks)),
+            completion=completion,
         )
 
 
@@ -121,6 +208,7 @@ class MockServer(asyncio.Protocol):
     """One client connection: minimal HTTP/1.1 keep-alive parsing, no pipelining."""
 
     shape = Shape.build(200, 0)
+    responses_shape = Shape.build(200, 0, responses=True)
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -161,17 +249,22 @@ class MockServer(asyncio.Protocol):
         assert transport is not None
         if path.startswith(b"/bench/config"):
             config = json.loads(body or b"{}")
-            MockServer.shape = Shape.build(
+            shape_of = (
                 int(config.get("chunks", 200)),
                 float(config.get("delay_ms", 0)),
                 float(config.get("first_ms", 0)),
             )
+            MockServer.shape = Shape.build(*shape_of)
+            MockServer.responses_shape = Shape.build(*shape_of, responses=True)
             transport.write(_json_response(b'{"ok":true}'))
             return
-        if not path.endswith(b"/chat/completions"):
+        if path.endswith(b"/responses"):
+            shape = self.responses_shape
+        elif path.endswith(b"/chat/completions"):
+            shape = self.shape
+        else:
             transport.write(_json_response(b'{"error":{"message":"not found"}}', "404 Not Found"))
             return
-        shape = self.shape
         if b'"stream":true' not in body:
             transport.write(shape.completion)
         elif shape.delay > 0 or shape.first > 0:

@@ -4,6 +4,8 @@ Three processes: the mock OpenAI upstream (`bench/mock.py`), the proxy
 (`python -m claude_code_proxy`), and this load driver. Every workload runs twice in the
 same run, (a) directly against the mock with the OpenAI request the proxy would send and
 (b) through the proxy with the Anthropic request, and the table compares them.
+`--upstream-api responses` runs the same streams through the Responses API
+(UPSTREAM_API=responses, `/v1/responses`); `both` runs the two and compares the proxy's CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +86,9 @@ def free_port() -> int:
 class Servers:
     """The mock upstream and the proxy as child processes."""
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, api: str = "chat") -> None:
         self.workers = workers
+        self.api = api
         self.proxy_pids: list[int] = []
         self.workdir = Path(tempfile.mkdtemp(prefix="ccp-bench-"))
         self.mock = subprocess.Popen(
@@ -106,6 +109,7 @@ class Servers:
             "OPENAI_BASE_URL": f"http://127.0.0.1:{self.mock_port}/v1",
             "OPENAI_API_KEY": "sk-bench",
             "LOG_LEVEL": "WARNING",
+            "UPSTREAM_API": api,
         }
         env.pop("ANTHROPIC_API_KEY", None)
         self.proxy_log = self.workdir / "proxy.log"
@@ -183,17 +187,23 @@ def anthropic_body(workload: Workload) -> dict[str, Any]:
 
 def targets(workload: Workload, servers: Servers) -> tuple[Target, Target]:
     """(direct, proxy): the same request, in OpenAI form to the mock, Anthropic to the proxy."""
-    from claude_code_proxy.translate.chat.request import translate_request
+    from claude_code_proxy.dialects import DIALECTS
 
     body = anthropic_body(workload)
-    payload = translate_request(body, upstream_model="gpt-4o").payload
+    payload = DIALECTS[servers.api].translate_request(body, upstream_model="gpt-4o").payload
     json_headers = {"content-type": "application/json"}
+    if servers.api == "responses":
+        path, token, end = "/v1/responses", b"output_text.delta", b"response.completed"
+        whole = b'"text"'
+    else:
+        path, token, end = "/v1/chat/completions", b'"delta":{"content"', b"[DONE]"
+        whole = b'"content"'
     direct = Target(
-        url=servers.mock_url + "/v1/chat/completions",
+        url=servers.mock_url + path,
         headers={**json_headers, "authorization": "Bearer sk-bench"},
         body=orjson.dumps(payload),
-        token_marker=b'"delta":{"content"' if workload.stream else b'"content"',
-        end_marker=b"[DONE]" if workload.stream else b"}",
+        token_marker=token if workload.stream else whole,
+        end_marker=end if workload.stream else b"}",
     )
     proxy = Target(
         url=servers.proxy_url + "/v1/messages",
@@ -550,40 +560,85 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         timings = micro.run(budget=0.3 if args.quick else 1.0)
         report["micro"] = [{"name": n, "value": v, "unit": u} for n, v, u in timings]
         emit(micro_table(timings))
-    servers = Servers(args.proxy_workers)
+    apis = ["chat", "responses"] if args.upstream_api == "both" else [args.upstream_api]
+    by_api: dict[str, dict[str, tuple[Measured, Measured]]] = {}
+    for n, api in enumerate(apis):
+        if len(apis) > 1:
+            emit(f"### Upstream API: {api}")
+        by_api[api] = await run_servers(args, api, report, emit, extras=n == 0)
+    if len(by_api) > 1:
+        emit(dialects_table(by_api))
+        report["dialects"] = {
+            api: [m.row() for pair in pairs.values() for m in pair] for api, pairs in by_api.items()
+        }
+    if args.report:
+        Path(args.report).write_text("\n\n".join(sections) + "\n")
+        print(f"\nreport written to {args.report}")
+    return report
+
+
+async def run_servers(
+    args: argparse.Namespace,
+    api: str,
+    report: dict[str, Any],
+    emit: Callable[[str], None],
+    *,
+    extras: bool,
+) -> dict[str, tuple[Measured, Measured]]:
+    """The workloads (and, when `extras`, the sweep and profile) against one proxy."""
+    servers = Servers(args.proxy_workers, api)
+    pairs: dict[str, tuple[Measured, Measured]] = {}
+    suffix = "" if api == "chat" else f"_{api}"
     try:
         async with new_session() as session:
             await servers.wait_ready(session)
             bench = Bench(servers, session, args.wait_quiet)
             pids = servers.proxy_pids
-            report["proxy_idle_rss_mb"] = procstat.rss_mb(pids)
-            emit(f"Proxy processes {pids}, idle RSS {report['proxy_idle_rss_mb']:.1f} MB.")
+            report[f"proxy_idle_rss_mb{suffix}"] = procstat.rss_mb(pids)
+            emit(f"Proxy processes {pids}, idle RSS {procstat.rss_mb(pids):.1f} MB.")
             selected = [w for w in workloads(args.quick) if w.key in args.workloads]
-            pairs: dict[str, tuple[Measured, Measured]] = {}
             for workload in selected:
-                print(f"{workload.key}: {workload.title} …", flush=True)
+                print(f"{workload.key} ({api}): {workload.title} …", flush=True)
                 pairs[workload.key] = await bench.pair(workload)
             if pairs:
-                report["workloads"] = [m.row() for pair in pairs.values() for m in pair]
+                report[f"workloads{suffix}"] = [m.row() for pair in pairs.values() for m in pair]
                 emit(table(list(pairs.values())))
                 emit(targets_table(pairs))
-            if args.concurrency_sweep:
+            if extras and args.concurrency_sweep:
                 print("concurrency sweep (200-chunk streams):", flush=True)
                 rows = await run_sweep(bench, args.quick)
                 report["sweep"] = rows
                 emit(sweep_table(rows))
                 title = f"200-chunk streams, {machine()}"
                 emit(plot_sweep(rows, Path(args.plot), title))
-            if args.profile:
+            if extras and args.profile:
                 print(f"profiling the proxy under '{args.profile}' …", flush=True)
                 report["profile"] = await profile_proxy(bench, args.profile)
                 emit("```\n" + report["profile"] + "\n```")
     finally:
         servers.stop()
-    if args.report:
-        Path(args.report).write_text("\n\n".join(sections) + "\n")
-        print(f"\nreport written to {args.report}")
-    return report
+    return pairs
+
+
+def dialects_table(by_api: dict[str, dict[str, tuple[Measured, Measured]]]) -> str:
+    """The proxy's CPU per stream and per chunk, Chat Completions vs the Responses API."""
+    lines = [
+        "| workload | chunks | chat: proxy CPU ms/stream | chat: µs/chunk | "
+        "responses: proxy CPU ms/stream | responses: µs/chunk | responses/chat |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    chat, responses = by_api["chat"], by_api["responses"]
+    for key in chat:
+        if key not in responses:
+            continue
+        workload = chat[key][1].workload
+        a = chat[key][1].proxy_cpu_ms
+        b = responses[key][1].proxy_cpu_ms
+        lines.append(
+            f"| {key} | {workload.chunks} | {a:.2f} | {a * 1000 / workload.chunks:.1f} | "
+            f"{b:.2f} | {b * 1000 / workload.chunks:.1f} | {_ratio(a, b)} |"
+        )
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -615,6 +670,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="SECONDS",
         help="before each measurement wait up to SECONDS for other processes to go idle",
+    )
+    parser.add_argument(
+        "--upstream-api",
+        choices=("chat", "responses", "both"),
+        default="chat",
+        help="the proxy's upstream dialect (UPSTREAM_API); both: run each and compare CPU",
     )
     parser.add_argument("--no-micro", action="store_true", help="skip in-process timings")
     parser.add_argument("--json", help="also write all results to this JSON file")

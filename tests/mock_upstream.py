@@ -506,6 +506,8 @@ class MockUpstream:
         self.port = 0
         self.requests: list[RecordedRequest] = []
         self._queues: dict[str, deque[Response | Responder]] = {}
+        # Responders for other paths (e.g. /v1/responses), used when their queue is empty.
+        self._routes: dict[str, Responder] = {}
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._connections_opened = 0
@@ -620,6 +622,16 @@ class MockUpstream:
             self._queues.setdefault(path, deque()).extend(responses)
         return self
 
+    def route(self, path: str, responder: Responder) -> MockUpstream:
+        """Answer every ``path`` request the queue does not script with ``responder``."""
+        with self._lock:
+            self._routes[path] = responder
+        return self
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
     def pending(self, path: str = CHAT_PATH) -> int:
         """How many scripted responses for ``path`` have not been consumed yet."""
         with self._lock:
@@ -683,6 +695,8 @@ class MockUpstream:
         with self._lock:
             queue = self._queues.get(rec.path)
             item: Response | Responder | None = queue.popleft() if queue else None
+            if item is None:
+                item = self._routes.get(rec.path)
         if item is None:
             if rec.path == CHAT_PATH:
                 item = self.responder

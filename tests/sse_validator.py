@@ -120,6 +120,18 @@ _DELTAS_FOR_BLOCK: Mapping[str, frozenset[str]] = {
     "compaction": frozenset({"compaction_delta"}),
 }
 
+# `web_search_tool_result_error.error_code` values (protocol.md A.6).
+WEB_SEARCH_ERROR_CODES = frozenset(
+    {
+        "invalid_tool_input",
+        "unavailable",
+        "max_uses_exceeded",
+        "too_many_requests",
+        "query_too_long",
+        "request_too_large",
+    }
+)
+
 # Stop reasons that may legitimately end a turn that contains tool_use blocks.
 _STOP_REASONS_WITH_TOOLS = frozenset({"tool_use", "max_tokens", "model_context_window_exceeded"})
 
@@ -289,6 +301,42 @@ def _check_tool_identity(where: str, block: Mapping[str, Any]) -> None:
         raise _fail(where, f"{btype}.name must be a non-empty string, got {name!r}")
 
 
+def _check_web_search_result(where: str, block: Mapping[str, Any], server_ids: set[str]) -> None:
+    """A web_search_tool_result answers an earlier server_tool_use of the same message and
+    holds either web_search_result items or one error object (protocol.md A.6)."""
+    tool_use_id = block.get("tool_use_id")
+    if tool_use_id not in server_ids:
+        raise _fail(where, f"tool_use_id {tool_use_id!r} answers no earlier server_tool_use")
+    content = block.get("content")
+    if isinstance(content, dict):
+        if content.get("type") != "web_search_tool_result_error":
+            raise _fail(where, f"error content must be web_search_tool_result_error: {content!r}")
+        if content.get("error_code") not in WEB_SEARCH_ERROR_CODES:
+            raise _fail(where, f"unknown web search error_code {content.get('error_code')!r}")
+        return
+    if not isinstance(content, list):
+        raise _fail(where, f"content must be a list or an error object, got {content!r}")
+    for i, item in enumerate(content):
+        if not isinstance(item, dict) or item.get("type") != "web_search_result":
+            raise _fail(where, f"content[{i}] must be a web_search_result, got {item!r}")
+        for key in ("url", "title", "encrypted_content"):
+            if not isinstance(item.get(key), str):
+                raise _fail(where, f"content[{i}].{key} must be a string, got {item.get(key)!r}")
+        if item.get("page_age") is not None and not isinstance(item["page_age"], str):
+            raise _fail(where, f"content[{i}].page_age must be a string or null")
+
+
+def _check_server_tool_usage(where: str, usage: Mapping[str, Any]) -> None:
+    server = usage.get("server_tool_use")
+    if server is None:
+        return
+    if not isinstance(server, dict):
+        raise _fail(where, f"usage.server_tool_use must be an object, got {server!r}")
+    for key, value in server.items():
+        if not _is_int(value) or value < 0:
+            raise _fail(where, f"usage.server_tool_use.{key} must be a non-negative integer")
+
+
 def _check_stop_fields(
     where: str,
     stop_reason: object,
@@ -424,6 +472,7 @@ class _StreamChecker:
         self.message: dict[str, Any] | None = None
         self.open: _OpenBlock | None = None
         self.tool_ids: set[str] = set()
+        self.server_ids: set[str] = set()
         self.tool_json: dict[int, str] = {}
         self.saw_message_delta = False
         self.finished: str | None = None  # "message_stop" | "error"
@@ -499,6 +548,7 @@ class _StreamChecker:
         if "stop_reason" not in delta:
             raise _fail(where, "delta.stop_reason is required")
         usage = _check_usage(where, data.get("usage"), ("output_tokens",))
+        _check_server_tool_usage(where, usage)
         tool_count = sum(1 for b in self.message["content"] if b["type"] == "tool_use")
         _check_stop_fields(
             where,
@@ -573,8 +623,12 @@ class _StreamChecker:
             if block["id"] in self.tool_ids:
                 raise _fail(where, f"duplicate tool id {block['id']!r}")
             self.tool_ids.add(block["id"])
+            if btype == "server_tool_use":
+                self.server_ids.add(block["id"])
             if not isinstance(block.get("input"), dict):
                 raise _fail(where, f"{btype}.input must be an object, got {block.get('input')!r}")
+        elif btype == "web_search_tool_result":
+            _check_web_search_result(where, block, self.server_ids)
         content.append(block)
         self.open = opened
 
@@ -746,6 +800,7 @@ def validate_anthropic_message(
     if not isinstance(content, list):
         raise _fail(where, f"content must be a list, got {content!r}")
     tool_ids: set[str] = set()
+    server_ids: set[str] = set()
     for i, block in enumerate(content):
         bwhere = f"message.content[{i}]"
         if not isinstance(block, dict):
@@ -770,9 +825,14 @@ def validate_anthropic_message(
             if block["id"] in tool_ids:
                 raise _fail(bwhere, f"duplicate tool id {block['id']!r}")
             tool_ids.add(block["id"])
+            if btype == "server_tool_use":
+                server_ids.add(block["id"])
             if not isinstance(block.get("input"), dict):
                 raise _fail(bwhere, f"{btype}.input must be an object, got {block.get('input')!r}")
-    _check_usage(where, msg.get("usage"), ("input_tokens", "output_tokens"))
+        elif btype == "web_search_tool_result":
+            _check_web_search_result(bwhere, block, server_ids)
+    usage = _check_usage(where, msg.get("usage"), ("input_tokens", "output_tokens"))
+    _check_server_tool_usage(where, usage)
     _check_stop_fields(
         where,
         msg.get("stop_reason"),

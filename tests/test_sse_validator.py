@@ -1168,3 +1168,92 @@ def test_reconstruction_matches_anthropic_sdk(raw: bytes) -> None:
     assert sdk["id"] == ours.message["id"]
     for key, value in ours.usage.items():
         assert sdk["usage"][key] == value
+
+
+# --------------------------------------------------------------------------------------------
+# Server tools: web search blocks (protocol.md A.6, A.9)
+# --------------------------------------------------------------------------------------------
+
+SERVER_ID = "srvtoolu_01AbCdEf"
+SEARCH_RESULT = {
+    "type": "web_search_result",
+    "url": "https://example.org/a",
+    "title": "A",
+    "encrypted_content": "opaque",
+    "page_age": "2 days ago",
+}
+
+
+def search_stream(result_content: Any, *, tool_use_id: str = SERVER_ID, usage: Any = None) -> bytes:
+    result = {
+        "type": "web_search_tool_result",
+        "tool_use_id": tool_use_id,
+        "content": result_content,
+    }
+    events = [
+        message_start(),
+        start(0, {"type": "server_tool_use", "id": SERVER_ID, "name": "web_search", "input": {}}),
+        delta(0, {"type": "input_json_delta", "partial_json": '{"query": "oslo"}'}),
+        stop(0),
+        start(1, result),
+        stop(1),
+        *text_block(2, "Sunny."),
+        message_delta(
+            "end_turn",
+            usage or {"output_tokens": 5, "server_tool_use": {"web_search_requests": 1}},
+        ),
+        MESSAGE_STOP,
+    ]
+    return render(events)
+
+
+def test_web_search_blocks_stream_is_valid() -> None:
+    stream = validate_anthropic_stream(search_stream([SEARCH_RESULT]))
+    assert [b["type"] for b in stream.content] == [
+        "server_tool_use",
+        "web_search_tool_result",
+        "text",
+    ]
+    assert stream.content[0]["input"] == {"query": "oslo"}
+    assert stream.usage["server_tool_use"] == {"web_search_requests": 1}
+    error = {"type": "web_search_tool_result_error", "error_code": "max_uses_exceeded"}
+    validate_anthropic_stream(search_stream(error))
+
+
+@pytest.mark.parametrize(
+    ("raw", "pattern"),
+    [
+        (search_stream([SEARCH_RESULT], tool_use_id="srvtoolu_other"), "answers no earlier"),
+        (search_stream({"type": "web_search_tool_result_error", "error_code": "x"}), "error_code"),
+        (search_stream({"type": "oops"}), "web_search_tool_result_error"),
+        (search_stream("text"), "must be a list or an error object"),
+        (search_stream([dict(SEARCH_RESULT, url=None)]), r"content\[0\].url"),
+        (search_stream([{"type": "text", "text": "x"}]), "must be a web_search_result"),
+        (
+            search_stream(
+                [SEARCH_RESULT],
+                usage={"output_tokens": 5, "server_tool_use": {"web_search_requests": -1}},
+            ),
+            "server_tool_use.web_search_requests",
+        ),
+    ],
+)
+def test_bad_web_search_blocks_are_rejected(raw: bytes, pattern: str) -> None:
+    with pytest.raises(AssertionError, match=pattern):
+        validate_anthropic_stream(raw)
+
+
+def test_web_search_blocks_in_a_message() -> None:
+    content = [
+        {"type": "server_tool_use", "id": SERVER_ID, "name": "web_search", "input": {"query": "q"}},
+        {"type": "web_search_tool_result", "tool_use_id": SERVER_ID, "content": [SEARCH_RESULT]},
+        {"type": "text", "text": "Done."},
+    ]
+    message = make_message(content=content, stop_reason="end_turn")
+    validate_anthropic_message(message)
+    bad = make_message(content=[content[1], content[2]], stop_reason="end_turn")
+    with pytest.raises(AssertionError, match="answers no earlier"):
+        validate_anthropic_message(bad)
+    bad_id = make_message(content=[dict(content[0], id="toolu_x"), *content[1:]])
+    with pytest.raises(AssertionError, match="srvtoolu_"):
+        validate_anthropic_message(bad_id)

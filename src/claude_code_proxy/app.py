@@ -12,7 +12,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -30,16 +31,18 @@ from claude_code_proxy.asgi import CancelOnDisconnect, RequestIdMiddleware, star
 from claude_code_proxy.auth import client_key, upstream_key
 from claude_code_proxy.capture import Capture
 from claude_code_proxy.config import Settings
+from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, dialect_for
 from claude_code_proxy.exchange import Exchange
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.models import ALIASES, configured_models, map_model, mapped_model
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.pool import key_id
 from claude_code_proxy.providers import CapabilityTable, Profile
-from claude_code_proxy.translate.chat.request import TranslatedRequest, translate_request
+from claude_code_proxy.translate.chat.request import translate_request
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
+from claude_code_proxy.translate.options import TranslatedRequest
 from claude_code_proxy.translate.sse import encode_events
 from claude_code_proxy.upstream import Upstream
 from claude_code_proxy.upstream_tokens import DIALECTS, UpstreamTokenizer
@@ -137,7 +140,7 @@ class Proxy:
                 capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
             body = parse_json(raw)
             session = request.headers.get("x-claude-code-session-id")
-            translated, profile = self._translate(body, session, record)
+            translated, profile, dialect, switch = self._translate(body, session, record)
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
             finish(record, self.metrics, json_logs=self.json_logs)
@@ -158,6 +161,8 @@ class Proxy:
             profile=profile,
             key=key,
             capture=capture,
+            dialect=dialect,
+            switch=switch,
         )
         return CancelOnDisconnect(exchange.run, on_disconnect=exchange.client_disconnected)
 
@@ -263,17 +268,18 @@ class Proxy:
         try:
             key = upstream_key(request.headers, self.settings)
             model = self.settings.small_model
-            options = self.table.profile(self.settings.openai_base_url, model).options(
-                max_tokens_limit=None
-            )
-            payload = {
-                "model": model,
-                "messages": [{"role": "user", "content": "Reply with the word ok."}],
-                options.max_tokens_field: 16,
-            }
+            profile = self.table.profile(self.settings.openai_base_url, model)
+            api = profile.upstream_api(self.settings.upstream_api)
+            prompt = "Reply with the word ok."
+            payload: dict[str, Any] = {"model": model}
+            if api == "responses":
+                payload.update(input=prompt, max_output_tokens=16, store=False)
+            else:
+                payload["messages"] = [{"role": "user", "content": prompt}]
+                payload[profile.max_tokens_field] = 16
             started = time.perf_counter()
             async with self.upstream.lease(key) as session:
-                response = await self.upstream.post_chat(session, payload, key)
+                response = await self.upstream.post_chat(session, payload, key, api=api)
                 try:
                     data = orjson.loads(await response.read())
                 finally:
@@ -334,7 +340,9 @@ class Proxy:
 
     def _translate(
         self, body: Any, session: str | None, record: RequestRecord
-    ) -> tuple[TranslatedRequest, Profile]:
+    ) -> tuple[TranslatedRequest, Profile, Dialect, Callable[[], TranslatedRequest] | None]:
+        """The translated request, its profile and dialect, and (UPSTREAM_API=auto on Chat
+        Completions) how to re-translate it for the Responses API should the model need it."""
         model = body.get("model") if isinstance(body, dict) else None
         upstream_model = map_model(model, self.settings) if isinstance(model, str) else ""
         record.client_model, record.upstream_model = (
@@ -343,10 +351,15 @@ class Proxy:
         )
         profile = self.table.profile(self.settings.openai_base_url, upstream_model)
         options = profile.options(max_tokens_limit=self.settings.max_tokens_limit)
-        try:
-            translated = translate_request(
+        dialect = dialect_for(profile, self.settings.upstream_api)
+
+        def translate(target: Dialect) -> TranslatedRequest:
+            return target.translate_request(
                 body, upstream_model=upstream_model, options=options, session_id=session
             )
+
+        try:
+            translated = translate(dialect)
         except RequestValidationError as exc:
             raise ProxyError(400, "invalid_request_error", str(exc)) from None
         record.stream = translated.stream
@@ -359,7 +372,10 @@ class Proxy:
                 f"prompt is too long: {translated.estimated_input_tokens} tokens > "
                 f"{window.tokens} maximum",
             )
-        return translated, profile
+        switch = None
+        if dialect is CHAT and self.settings.upstream_api == "auto":
+            switch = partial(translate, RESPONSES)
+        return translated, profile, dialect, switch
 
     def _empty_reply(self, translated: TranslatedRequest) -> Response | CancelOnDisconnect:
         """`max_tokens: 0` (cache pre-warm) generates nothing: no upstream call at all."""

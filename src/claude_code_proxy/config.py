@@ -32,6 +32,79 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message says how to fix it."""
 
 
+WEB_SEARCH_BACKENDS = ("searxng", "brave", "tavily")
+WEB_SEARCH_DEFAULT_URLS = {
+    "brave": "https://api.search.brave.com",
+    "tavily": "https://api.tavily.com",
+}
+
+
+@dataclass(frozen=True)
+class WebSearchSettings:
+    """The search backend behind the web_search server tool (docs/web-search.md)."""
+
+    backend: str | None = None  # one of WEB_SEARCH_BACKENDS; None: searches are unavailable
+    url: str | None = None  # SearXNG's base URL; the API's own for Brave and Tavily
+    api_key: str | None = field(default=None, repr=False)
+    max_results: int = 5
+    timeout: float = 15.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebSearchSettings:
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() or None if value is not None else None
+
+        backend = get("WEB_SEARCH_BACKEND")
+        return cls.create(
+            backend=backend.lower() if backend else None,
+            url=get("WEB_SEARCH_URL"),
+            api_key=get("WEB_SEARCH_API_KEY"),
+            max_results=_int(
+                get("WEB_SEARCH_MAX_RESULTS"),
+                "WEB_SEARCH_MAX_RESULTS",
+                default=cls.max_results,
+                low=1,
+                high=20,
+            ),
+            timeout=_float(get("WEB_SEARCH_TIMEOUT"), "WEB_SEARCH_TIMEOUT", cls.timeout),
+        )
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        backend: str | None,
+        url: str | None = None,
+        api_key: str | None = None,
+        max_results: int = 5,
+        timeout: float = 15.0,
+    ) -> WebSearchSettings:
+        """Validated settings, whichever source (environment or configuration file) gave them."""
+        if backend is None:
+            return cls(max_results=max_results, timeout=timeout)
+        if backend not in WEB_SEARCH_BACKENDS:
+            raise ConfigError(
+                f"WEB_SEARCH_BACKEND={backend!r} must be one of {', '.join(WEB_SEARCH_BACKENDS)}"
+            )
+        url = url or WEB_SEARCH_DEFAULT_URLS.get(backend)
+        if url is None:
+            raise ConfigError(
+                "WEB_SEARCH_BACKEND=searxng needs WEB_SEARCH_URL, the base URL of your "
+                "SearXNG instance (e.g. http://localhost:8888)"
+            )
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"WEB_SEARCH_URL={_without_credentials(parts)!r} is not an http(s) URL"
+            )
+        if backend != "searxng" and not api_key:
+            raise ConfigError(
+                f"WEB_SEARCH_BACKEND={backend} needs WEB_SEARCH_API_KEY (the {backend} API key)"
+            )
+        return cls(backend, url.rstrip("/"), api_key, max_results, timeout)
+
+
 @dataclass(frozen=True)
 class Settings:
     openai_api_key: str | None = None
@@ -67,11 +140,14 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     # Explicit client model id (or glob pattern) → upstream model, checked before BIG/MIDDLE/SMALL.
     model_map: dict[str, str] = field(default_factory=dict)
+    # Upstream dialect: Chat Completions, the Responses API, or chosen per model (docs/responses.md).
+    upstream_api: str = "auto"
     # Context windows (tokens): for every model, and per tier (BIG/MIDDLE/SMALL); they beat
     # what discovery finds on the server (windows.py), which CONTEXT_DISCOVERY can turn off.
     context_window: int | None = None
     tier_context_windows: dict[str, int] = field(default_factory=dict)
     context_discovery: bool = True
+    web_search: WebSearchSettings = field(default_factory=WebSearchSettings)
 
     @property
     def dynamic_keys(self) -> bool:
@@ -130,6 +206,9 @@ class Settings:
                 get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             model_map=_model_map(get("MODEL_MAP")),
+            upstream_api=_choice(
+                get("UPSTREAM_API"), "UPSTREAM_API", ("auto", "chat", "responses")
+            ),
             context_window=_optional_int(get("CONTEXT_WINDOW"), "CONTEXT_WINDOW"),
             tier_context_windows={
                 tier: tokens
@@ -142,6 +221,7 @@ class Settings:
             },
             context_discovery=get("CONTEXT_DISCOVERY") is None
             or _bool(get("CONTEXT_DISCOVERY"), "CONTEXT_DISCOVERY"),
+            web_search=WebSearchSettings.from_env(env),
         )
         settings.check_exposure()
         return settings

@@ -20,17 +20,17 @@ from starlette.types import Send
 from claude_code_proxy.asgi import EventSender, send_json, start_sse
 from claude_code_proxy.capture import CaptureSession
 from claude_code_proxy.config import Settings
+from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, StreamTranslation
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.providers import Profile
-from claude_code_proxy.translate.chat.request import TranslatedRequest
-from claude_code_proxy.translate.chat.response import message_to_events, translate_completion
-from claude_code_proxy.translate.chat.stream import StreamTranslator
+from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
+from claude_code_proxy.translate.options import TranslatedRequest
 from claude_code_proxy.translate.rescue import RescueContext, offered_tools
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
-from claude_code_proxy.upstream import Upstream
+from claude_code_proxy.upstream import ResponsesOnly, Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ class Exchange:
     profile: Profile
     key: str
     capture: CaptureSession | None = None
+    dialect: Dialect = CHAT
+    # Re-translates the request for the Responses API, when Chat Completions may refuse the
+    # model as Responses-only (UPSTREAM_API=auto): the self-healing switch.
+    switch: Callable[[], TranslatedRequest] | None = None
     rescue: RescueContext | None = None
     #: The client went away (CancelOnDisconnect says so before cancelling the work).
     client_left: bool = False
@@ -56,7 +60,7 @@ class Exchange:
     completed: bool = False
 
     def __post_init__(self) -> None:
-        if self.profile.rescue_tool_calls:
+        if self.profile.rescue_tool_calls and self.dialect is CHAT:
             tools = offered_tools(self.translated.payload)
             self.rescue = RescueContext(tools) if tools else None
 
@@ -114,17 +118,35 @@ class Exchange:
         await send_json(send, error.status, body, error.headers)
 
     async def _post(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+        try:
+            response = await self._post_once(session)
+        except ResponsesOnly:
+            if self.switch is None:
+                raise
+            # The model answers only on the Responses API: ask there once, and remember it.
+            self.translated, self.dialect, self.rescue = self.switch(), RESPONSES, None
+            if self.capture is not None:
+                self.capture.add_json("2-upstream-request", self.translated.payload)
+            response = await self._post_once(session)
+            model = str(self.translated.payload.get("model", ""))
+            self.upstream.table.learn(self.upstream.base_url, model, api="responses")
+            logger.warning(
+                "model %s answers only on the Responses API; using it from now on", model
+            )
+        self.record.upstream_answered()
+        return response
+
+    async def _post_once(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
         capture = self.capture
         tap = (lambda raw: capture.add("3-upstream-response", raw)) if capture else None
-        response = await self.upstream.post_chat(
+        return await self.upstream.post_chat(
             session,
             self.translated.payload,
             self.key,
             error_tap=tap,
             prompt_tokens=self.translated.estimated_input_tokens or None,
+            api=self.dialect.api,
         )
-        self.record.upstream_answered()
-        return response
 
     # -------------------------------------------------------------- non-streaming
 
@@ -177,16 +199,7 @@ class Exchange:
             )
             error.message = redact_secrets(error.message, (self.key,))
             raise error
-        return translate_completion(
-            completion,
-            client_model=self.translated.client_model,
-            stop_sequences=self.translated.stop_sequences,
-            fallback_input_tokens=self.translated.estimated_input_tokens,
-            think_tags=self.profile.think_tags,
-            stash_reasoning=self.profile.stash_reasoning,
-            tool_names=self.translated.tool_names,
-            rescue=self.rescue,
-        )
+        return self.dialect.reply(completion, self.translated, self.profile, self.rescue)
 
     # ------------------------------------------------------------------ streaming
 
@@ -230,17 +243,7 @@ class Exchange:
         self.completed = True
 
     async def _relay(self, send: Send, response: aiohttp.ClientResponse) -> None:
-        translator = StreamTranslator(
-            model=self.translated.client_model,
-            input_tokens=self.translated.estimated_input_tokens,
-            stop_sequences=self.translated.stop_sequences,
-            expect_usage="stream_options" in self.translated.payload,
-            think_tags=self.profile.think_tags,
-            stash_reasoning=self.profile.stash_reasoning,
-            secrets=(self.key,),
-            tool_names=self.translated.tool_names,
-            rescue=self.rescue,
-        )
+        translator = self.dialect.stream(self.translated, self.profile, (self.key,), self.rescue)
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
         sender = EventSender(send, self.settings.ping_interval)
@@ -286,7 +289,7 @@ class Exchange:
         await sender.close()
 
 
-def _internal_failure(translator: StreamTranslator) -> list[dict[str, Any]]:
+def _internal_failure(translator: StreamTranslation) -> list[dict[str, Any]]:
     """Closing events after an unexpected error; a bare `error` if the translator is broken."""
     message = "the proxy failed while translating the upstream stream (see its log)"
     with contextlib.suppress(Exception):
@@ -305,7 +308,7 @@ def _timeout(settings: Settings) -> ProxyError:
 
 async def translate_stream(
     response: aiohttp.ClientResponse,
-    translator: StreamTranslator,
+    translator: StreamTranslation,
     tap: Callable[[bytes], None] | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Read upstream SSE and yield Anthropic events; always ends with stop or error."""

@@ -48,6 +48,19 @@ class Profile:
     forward_top_k: bool = False
     thought_signatures: bool = False
     cache_control: bool = False
+    # Upstream dialect (docs/responses.md): the host serves the Responses API, the model
+    # answers only there, and an explicit or learned choice ("auto" decides from the two).
+    responses_api: bool = False
+    responses_only: bool = False
+    api: Literal["auto", "chat", "responses"] = "auto"
+
+    def upstream_api(self, setting: str = "auto") -> Literal["chat", "responses"]:
+        """The dialect for this (host, model) under UPSTREAM_API=`setting`."""
+        choice = setting if setting != "auto" else self.api
+        if choice == "chat" or choice == "responses":
+            return "chat" if choice == "chat" else "responses"
+        return "responses" if self.responses_api and self.responses_only else "chat"
+
     # A server that usually runs without keys (Ollama, LM Studio …): in dynamic mode any
     # non-empty client key is passed on unless CLIENT_KEY_PATTERN says otherwise.
     local_server: bool = False
@@ -91,6 +104,9 @@ _ROUTER_PINNED = frozenset(
 PINNED = "pinned"
 # Hosted providers parse their models' tool calls: no rescuing of calls written as text.
 _HOSTED: Overrides = {"rescue_tool_calls": False}
+_AZURE: Overrides = {"name": "azure", "pdf_as_file": True, "responses_api": True, **_HOSTED}
+# Models OpenAI serves only on the Responses API (on OpenAI and Azure hosts).
+_RESPONSES_ONLY: Overrides = {"responses_only": True}
 
 # Host (or host:port) patterns → provider settings. First match wins. A `pinned` set names
 # settings that the model rules below leave alone.
@@ -102,15 +118,13 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
             "pdf_as_file": True,
             "prompt_cache_key": True,
             "think_tags": False,
+            "responses_api": True,
             **_HOSTED,
         },
     ),
-    ("*.openai.azure.com", {"name": "azure", "pdf_as_file": True, "think_tags": False, **_HOSTED}),
-    (
-        "*.cognitiveservices.azure.com",
-        {"name": "azure", "pdf_as_file": True, "think_tags": False, **_HOSTED},
-    ),
-    ("*.services.ai.azure.com", {"name": "azure", "pdf_as_file": True, **_HOSTED}),
+    ("*.openai.azure.com", {**_AZURE, "think_tags": False}),
+    ("*.cognitiveservices.azure.com", {**_AZURE, "think_tags": False}),
+    ("*.services.ai.azure.com", _AZURE),
     (
         "openrouter.ai",
         {
@@ -170,6 +184,11 @@ MODELS: tuple[tuple[str, Overrides], ...] = (
     ("gpt-5*", {**_REASONING_MODELS, "efforts": ("minimal", "low", "medium", "high")}),
     ("gpt-5.[1-9]*", {"efforts": ("none", "low", "medium", "high", "xhigh")}),
     ("gpt-5*-chat*", {"reasoning_param": "none"}),
+    ("*codex*", {**_REASONING_MODELS, **_RESPONSES_ONLY, "efforts": ("low", "medium", "high")}),
+    ("gpt-5.[1-9]*codex-max*", {"efforts": ("low", "medium", "high", "xhigh")}),
+    ("o1-pro*", _RESPONSES_ONLY),
+    ("o3-pro*", _RESPONSES_ONLY),
+    ("gpt-5*-pro*", _RESPONSES_ONLY),
     ("gpt-oss*", {"reasoning_param": "reasoning_effort", "reasoning_echo": "reasoning"}),
     ("deepseek-reasoner*", {"reasoning_echo": "reasoning_content", "stash_reasoning": True}),
     ("deepseek-r1*", {"reasoning_echo": "reasoning_content", "stash_reasoning": True}),

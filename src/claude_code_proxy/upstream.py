@@ -8,6 +8,7 @@ import logging
 import random
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -22,6 +23,7 @@ from claude_code_proxy.translate.errors import (
     ParameterFix,
     ProxyError,
     map_upstream_error,
+    needs_responses_api,
     parameter_fix,
     redact_secrets,
     retry_after_seconds,
@@ -39,6 +41,11 @@ _UNKNOWN_HOST = frozenset(
     for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
     if code
 )
+
+
+@dataclass
+class ResponsesOnly(ProxyError):
+    """Chat Completions refused the model: it answers only on the Responses API."""
 
 
 class Upstream:
@@ -93,6 +100,12 @@ class Upstream:
     def chat_url(self, model: str) -> str:
         return chat_url(self.settings, model)
 
+    def api_url(self, api: str, model: str) -> str:
+        """The endpoint of a dialect: Chat Completions or the Responses API."""
+        return (
+            responses_url(self.settings) if api == "responses" else chat_url(self.settings, model)
+        )
+
     def models_url(self) -> str:
         return models_url(self.settings)
 
@@ -107,6 +120,7 @@ class Upstream:
         *,
         error_tap: Callable[[bytes], None] | None = None,
         prompt_tokens: int | None = None,
+        api: str = "chat",
     ) -> aiohttp.ClientResponse:
         """POST the request; return the open response once the upstream answered 2xx.
 
@@ -114,10 +128,12 @@ class Upstream:
         an unknown host name, 502/503/504) are retried with backoff, and 429/503/529 wait
         out a `retry-after` of at most RETRY_AFTER_MAX (a longer one goes to the client);
         a 400 naming one rejected parameter is fixed, retried once and remembered for the
-        model; anything else is raised as a mapped `ProxyError`.
+        model; anything else is raised as a mapped `ProxyError` (`ResponsesOnly` when Chat
+        Completions says the model answers only on the Responses API). `api` picks the
+        endpoint: "chat" (Chat Completions) or "responses".
         """
         model = str(payload.get("model", ""))
-        url = self.chat_url(model)
+        url = self.api_url(api, model)
         headers = self.headers(api_key)
         attempt = fixes = 0
         while True:
@@ -169,6 +185,10 @@ class Upstream:
                 status, response_headers = response.status, dict(response.headers)
                 if error_tap is not None:
                     error_tap(f"HTTP {status}\n".encode() + raw + b"\n")
+                if api == "chat" and needs_responses_api(status, raw):
+                    error = map_upstream_error(status, raw, response_headers)
+                    message = redact_secrets(error.message, (api_key,))
+                    raise ResponsesOnly(error.status, error.error_type, message)
                 fix = parameter_fix(status, raw, payload)
                 if fix is not None and fixes < MAX_PARAMETER_FIXES:
                     fixes += 1
@@ -236,6 +256,15 @@ def chat_url(settings: Settings, model: str) -> str:
     if base.endswith("/v1"):  # Azure's v1 API takes no api-version
         return _with_query(settings, url)
     return _with_query(settings, url, version)
+
+
+def responses_url(settings: Settings) -> str:
+    """`POST …/responses`; on Azure the v1 form `…/openai/v1/responses` (no api-version)."""
+    base = settings.openai_base_url
+    if settings.azure_api_version is None or base.endswith("/v1"):
+        return _with_query(settings, base + "/responses")
+    parts = urlsplit(base)
+    return _with_query(settings, f"{parts.scheme}://{parts.netloc}/openai/v1/responses")
 
 
 def models_url(settings: Settings) -> str:

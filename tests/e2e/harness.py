@@ -309,6 +309,8 @@ class CliRun:
     upstream: list[RecordedRequest]
     upstream_summary: str
     exchanges: list[Exchange] = field(default_factory=list)
+    api: str = "chat"
+    """The proxy's UPSTREAM_API: "chat" or "responses"."""
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -389,6 +391,14 @@ class CliRun:
         assert not bad, f"unexpected error statuses: {[str(b) for b in bad]}\n{ctx}"
         rejected = [r.rejected for r in self.upstream if r.rejected]
         assert not rejected, f"upstream rejected proxy requests: {rejected}\n{ctx}"
+        elsewhere = [
+            r.path for r in self.upstream if r.is_chat and r.is_responses != self.responses
+        ]
+        assert not elsewhere, f"requests to the other dialect's endpoint: {elsewhere}\n{ctx}"
+
+    @property
+    def responses(self) -> bool:
+        return self.api == "responses"
 
     def assert_success(self, *, turns: int | None = None, result: str | None = None) -> None:
         """Exit 0 with a ``success`` result; optionally the number of turns and result text."""
@@ -424,6 +434,7 @@ class Stack:
     upstream: ScriptedUpstream
     proxy: ProxyProcess
     capture_dir: Path | None = None
+    api: str = "chat"
 
     def run(
         self,
@@ -501,6 +512,7 @@ class Stack:
             upstream=self.upstream.requests[upstream_start:],
             upstream_summary=self.upstream.describe(upstream_start),
             exchanges=exchanges,
+            api=self.api,
         )
         if self.capture_dir is not None:
             save_capture(self.capture_dir, run, {str(workdir): "<WORKDIR>", str(home): "<HOME>"})

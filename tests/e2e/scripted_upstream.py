@@ -21,7 +21,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from .background import BackgroundApp
+from .scripted_responses import Ledger, chat_view, responses_body
 
 MARKER_RE = re.compile(r"\[ccp:([a-z0-9_-]+)\]")
 WORKDIR_RE = re.compile(r"Primary working directory:\s*(\S[^\n]*?)\s*$", re.MULTILINE)
@@ -451,11 +452,19 @@ class RecordedRequest:
     status: int = 0
     rejected: str | None = None
     """Why the request was invalid (a proxy defect), or None."""
+    raw: Any = None
+    """A Responses API request as received (``body`` is then its chat view)."""
 
     @property
     def is_chat(self) -> bool:
-        """A chat-completions request with a JSON body."""
-        return self.path.endswith("/chat/completions") and isinstance(self.body, dict)
+        """A chat-completions (or Responses API) request with a JSON body."""
+        return self.path.endswith(("/chat/completions", "/responses")) and isinstance(
+            self.body, dict
+        )
+
+    @property
+    def is_responses(self) -> bool:
+        return self.path.endswith("/responses")
 
 
 class ScriptedUpstream(BackgroundApp):
@@ -467,6 +476,7 @@ class ScriptedUpstream(BackgroundApp):
         """Fallback working directory if the conversation does not announce one."""
         self.requests: list[RecordedRequest] = []
         self.hits: Counter[str] = Counter()
+        self.ledger = Ledger()
 
     @property
     def base_url(self) -> str:
@@ -491,6 +501,7 @@ class ScriptedUpstream(BackgroundApp):
         """Chat completions, model list, 404 for anything else."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
@@ -540,11 +551,23 @@ class ScriptedUpstream(BackgroundApp):
         ]
         return web.json_response({"object": "list", "data": data})
 
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API: checked by the ledger, then served like a chat request."""
+        rec = await self._record(request)
+        problem = self.ledger.problem(rec.body) if isinstance(rec.body, dict) else "not JSON"
+        if problem:
+            return self._reject(rec, 400, problem)
+        rec.raw, rec.body = rec.body, chat_view(rec.body)
+        return await self._scenario(request, rec)
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         rec = await self._record(request)
         problem = validate_body(rec.body)
         if problem:
             return self._reject(rec, 400, problem)
+        return await self._scenario(request, rec)
+
+    async def _scenario(self, request: web.Request, rec: RecordedRequest) -> web.StreamResponse:
         body: dict[str, Any] = rec.body
         messages: list[dict[str, Any]] = body["messages"]
         rec.scenario = find_scenario(messages)
@@ -554,7 +577,7 @@ class ScriptedUpstream(BackgroundApp):
         if title_request(body):
             rec.scenario, rec.status = "title", 200
             reply = Reply(json.dumps({"title": "Scripted end-to-end session"}))
-            return await self._answer(request, body, reply)
+            return await self._answer(request, rec, reply)
         script = SCENARIOS.get(rec.scenario)
         workdir = find_workdir(messages) or self.workdir
         if script is None or workdir is None:
@@ -563,16 +586,21 @@ class ScriptedUpstream(BackgroundApp):
         conv = Conversation(messages, str(body["model"]), workdir, self.hits[rec.scenario])
         reply = script(conv)
         rec.status = reply.status
-        return await self._answer(request, body, reply)
+        return await self._answer(request, rec, reply)
 
     async def _answer(
-        self, request: web.Request, body: dict[str, Any], reply: Reply
+        self, request: web.Request, rec: RecordedRequest, reply: Reply
     ) -> web.StreamResponse:
         if reply.status != 200:
             return web.json_response(reply.error, status=reply.status, headers=reply.headers)
-        model = str(body["model"])
-        if body.get("stream"):
-            return await self._stream(request, model, reply)
+        model = str(rec.body["model"])
+        if rec.is_responses:
+            script = self.ledger.script(model, reply)
+            if rec.body.get("stream"):
+                return await self._write_sse(request, script.events(), reply.pace, done=False)
+            return web.json_response(responses_body(script))
+        if rec.body.get("stream"):
+            return await self._write_sse(request, self._chunks(model, reply), reply.pace)
         return web.json_response(self._completion(model, reply))
 
     # -- response builders ------------------------------------------------------------------
@@ -635,14 +663,22 @@ class ScriptedUpstream(BackgroundApp):
         yield chunk({}, "tool_calls" if reply.calls else "stop")
         yield {**base, "choices": [], "usage": self._usage()}
 
-    async def _stream(self, request: web.Request, model: str, reply: Reply) -> web.StreamResponse:
+    @staticmethod
+    async def _write_sse(
+        request: web.Request, payloads: Iterable[dict[str, Any]], pace: float, *, done: bool = True
+    ) -> web.StreamResponse:
+        """Chat chunks as `data:` lines ending in `[DONE]`; Responses events with their
+        `event:` line and no `[DONE]`."""
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        for payload in self._chunks(model, reply):
-            await resp.write(f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode())
-            await asyncio.sleep(reply.pace)
-        await resp.write(b"data: [DONE]\n\n")
+        for payload in payloads:
+            data = json.dumps(payload, ensure_ascii=False)
+            head = "" if done else f"event: {payload['type']}\n"
+            await resp.write(f"{head}data: {data}\n\n".encode())
+            await asyncio.sleep(pace)
+        if done:
+            await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp

@@ -48,20 +48,29 @@ from .scripted_upstream import (
 pytestmark = pytest.mark.e2e
 
 LABELS = ("latest", "default")
+APIS = ("chat", "responses")  # the proxy's UPSTREAM_API: every scenario runs on both dialects
 DYNAMIC_KEY = "sk-dynamic-e2e-0123456789abcdef"
 
 
-@pytest.fixture(scope="module", params=LABELS)
+@pytest.fixture(
+    scope="module",
+    params=[(label, api) for label in LABELS for api in APIS],
+    ids=lambda p: "-".join(p),
+)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """The CLI of one version, a scripted upstream and a proxy, shared by the module's tests."""
-    label: str = request.param
+    """The CLI of one version, a scripted upstream and a proxy speaking one upstream dialect,
+    shared by the module's tests."""
+    label, api = request.param
     binary = install_cli(label)
-    root = tmp_path_factory.mktemp(f"stack-{label}")
+    root = tmp_path_factory.mktemp(f"stack-{label}-{api}")
     capture = os.environ.get(CAPTURE_ENV)
-    with ScriptedUpstream() as upstream, run_proxy(proxy_env(upstream.base_url), root) as proxy:
-        yield Stack(label, binary, upstream, proxy, Path(capture) if capture else None)
+    with (
+        ScriptedUpstream() as upstream,
+        run_proxy(proxy_env(upstream.base_url, UPSTREAM_API=api), root) as proxy,
+    ):
+        yield Stack(label, binary, upstream, proxy, Path(capture) if capture else None, api)
 
 
 def upstream_models(run: CliRun) -> set[str]:
@@ -171,12 +180,20 @@ def test_reasoning_before_tool_call(stack: Stack, tmp_path: Path) -> None:
     assert texts == [REASONING_TURN_1, REASONING_TURN_2], f"thinking {texts}\n{run.context()}"
     assert all(b.get("signature") for b in thinking), run.context()
     assert len(run.chat) == 2, run.context()
+    if stack.api == "responses":
+        # The reasoning item goes back with its call (the upstream checks it, see the ledger).
+        assistant, _ = assistant_with_results(run.chat[1])
+        items = assistant.get("reasoning_items") or []
+        assert [i["summary"][0]["text"] for i in items] == [REASONING_TURN_1], run.context()
+        return
     # A generic upstream gets no reasoning back: neither as a field nor as text.
     assert REASONING_TURN_1 not in json.dumps(run.chat[1]["messages"]), run.context()
 
 
 def test_reasoning_echoed_to_deepseek(stack: Stack, tmp_path: Path) -> None:
     """With a ``deepseek-reasoner`` model the reasoning goes back upstream on the tool turn."""
+    if stack.api == "responses":
+        pytest.skip("DeepSeek's reasoning_content is a Chat Completions field")
     run = stack.run(
         "reasoning",
         "think, then create think.txt",
@@ -191,6 +208,24 @@ def test_reasoning_echoed_to_deepseek(stack: Stack, tmp_path: Path) -> None:
     assistant, _ = assistant_with_results(run.chat[-1])
     assert assistant.get("reasoning_content") == REASONING_TURN_1, run.context()
     assert REASONING_TURN_2 not in str(run.chat), run.context()
+
+
+def test_reasoning_items_survive_three_tool_rounds(stack: Stack, tmp_path: Path) -> None:
+    """Responses API: every tool round's reasoning item comes back, in place, on every later
+    request of the loop (the upstream rejects a request that drops or changes one)."""
+    if stack.api != "responses":
+        pytest.skip("reasoning items exist only on the Responses API")
+    returned = stack.upstream.ledger.returned
+    run = stack.run("loop", "build loop.txt step by step and report it", tmp_path)
+    run.assert_clean()
+    run.assert_success(turns=4, result=LOOP_FINAL_PREFIX + "one,two")
+    # Requests 2, 3 and 4 carry 1, 2 and 3 reasoning items with their calls.
+    counts = [
+        sum(len(m.get("reasoning_items") or []) for m in body["messages"]) for body in run.chat
+    ]
+    assert counts == [0, 1, 2, 3], f"{counts}\n{run.context()}"
+    assert stack.upstream.ledger.returned - returned == 6, run.context()
+    assert all(body["stream"] for body in run.chat), run.context()  # no non-streaming fallback
 
 
 def test_tiny_argument_fragments(stack: Stack, tmp_path: Path) -> None:
@@ -286,7 +321,12 @@ def test_auth_token(stack: Stack, tmp_path: Path) -> None:
 
 def test_dynamic_key_mode(stack: Stack, tmp_path: Path) -> None:
     """Proxy without OPENAI_API_KEY: the client's own key is used upstream as Bearer."""
-    env = proxy_env(stack.upstream.base_url, OPENAI_API_KEY=None, ANTHROPIC_API_KEY=None)
+    env = proxy_env(
+        stack.upstream.base_url,
+        OPENAI_API_KEY=None,
+        ANTHROPIC_API_KEY=None,
+        UPSTREAM_API=stack.api,
+    )
     with run_proxy(env, tmp_path / "proxy", name="dynamic-proxy") as dynamic:
         run = stack.run(
             "write",

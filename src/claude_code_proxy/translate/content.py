@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -202,3 +203,18 @@ def stop_sequences(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise RequestValidationError("stop_sequences: must be a list of strings")
     return [s for s in value if s]
+
+
+def conversation_key(body: dict[str, Any], session_id: str | None) -> str | None:
+    """A stable per-conversation prompt-cache key (≤ 64 chars, as OpenAI requires).
+
+    Claude Code's session id, else the hashed `metadata.user_id`; None when neither is given.
+    """
+    seed = session_id
+    if not seed:
+        metadata = body.get("metadata")
+        user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+        seed = user_id if isinstance(user_id, str) and user_id else None
+    if not seed:
+        return None
+    return "ccp-" + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:40]

@@ -347,6 +347,7 @@ DROPPABLE_PARAMS = frozenset(
         "chat_template_kwargs",
         "user",
         "stream_options",
+        "text",  # the Responses API's structured output format
     }
 )
 _MAX_TOKEN_LIMIT_PATTERNS = (
@@ -386,7 +387,9 @@ def parameter_fix(status: int, body: bytes, payload: dict[str, Any]) -> Paramete
     message, code = upstream_error_message(body, status)
     param = _error_param(body)
     lowered = message.lower()
-    token_field = "max_completion_tokens" if "max_completion_tokens" in payload else "max_tokens"
+    token_field = next(
+        (f for f in ("max_output_tokens", "max_completion_tokens") if f in payload), "max_tokens"
+    )
     if (
         "max_completion_tokens" in lowered
         and "max_tokens" in payload
@@ -427,6 +430,23 @@ def _error_param(body: bytes) -> str | None:
         if isinstance(err, dict) and isinstance(err.get("param"), str):
             return str(err["param"])
     return None
+
+
+_RESPONSES_ONLY = (
+    # OpenAI: "This model is only supported in v1/responses and not in v1/chat/completions."
+    re.compile(r"only supported (?:in|on|with|by) (?:the )?(?:/?v1/)?responses", re.IGNORECASE),
+    re.compile(r"use (?:the )?(?:/?v1/)?responses (?:api|endpoint)", re.IGNORECASE),
+    # Azure: "The chatCompletion operation does not work with the specified model, …"
+    re.compile(r"chatCompletion operation does not work with the specified model", re.IGNORECASE),
+)
+
+
+def needs_responses_api(status: int, body: bytes) -> bool:
+    """A Chat Completions 4xx saying the model answers only on the Responses API."""
+    if not 400 <= status < 500:
+        return False
+    message, _code = upstream_error_message(body, status)
+    return any(pattern.search(message) for pattern in _RESPONSES_ONLY)
 
 
 _KEY_LIKE = re.compile(r"\b((?:sk|rk|pk)-)[A-Za-z0-9_\-*.]{6,}")

@@ -60,6 +60,11 @@ def new_tool_use_id() -> str:
     return "toolu_" + _random_base62(24)
 
 
+def new_server_tool_id() -> str:
+    """A fresh `srvtoolu_…` id for a server tool call the proxy runs (web search)."""
+    return "srvtoolu_" + _random_base62(24)
+
+
 def new_request_id() -> str:
     return "req_" + _random_base62(24)
 

@@ -55,17 +55,26 @@ def supported_effort(effort: str, supported: Sequence[str]) -> str | None:
     return lower[-1] if lower else supported[0]
 
 
-def encode_signature(reasoning: str, details: Any = None, *, google: str | None = None) -> str:
+def encode_signature(
+    reasoning: str,
+    details: Any = None,
+    *,
+    google: str | None = None,
+    item: dict[str, Any] | None = None,
+) -> str:
     """Stash upstream reasoning state in the thinking signature Claude Code echoes back.
 
     `google` is a Gemini thought signature: the request side re-attaches it to the tool call
-    that follows the thinking block.
+    that follows the thinking block. `item` is a Responses API reasoning item (its id,
+    summary texts and encrypted content), sent back as that item on the next turn.
     """
     state: dict[str, Any] = {"r": reasoning}
     if details:
         state["d"] = details
     if google:
         state["g"] = google
+    if item:
+        state["o"] = item
     packed = zlib.compress(orjson.dumps(state), 6)
     return SIGNATURE_PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
 

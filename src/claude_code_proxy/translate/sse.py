@@ -47,11 +47,14 @@ class SSEDecoder:
         return payloads
 
     def _fast(self, buffer: bytes) -> list[bytes] | None:
-        """The common shape — every event one `data:` line — split without a line loop."""
+        """The common shapes — every event one `data:` line, maybe after one `event:` line
+        (the Responses API) — split without a line loop."""
         records = buffer.split(b"\n\n")
         rest = records.pop()
         payloads = []
         for record in records:
+            if record[:6] == b"event:":
+                record = record[record.find(b"\n") + 1 :]
             if record[:6] != b"data: " or b"\n" in record:
                 return None
             payloads.append(record[6:])

@@ -136,7 +136,21 @@ def function_tools(
     loaded: set[str],
     renamed: dict[str, str],
 ) -> tuple[list[dict[str, Any]], set[str]]:
-    """The function tools to forward, and the names of every tool the client declared."""
+    """Chat Completions function tools, and the names of every tool the client declared."""
+    specs, declared = tool_specs(tools, stats, options, loaded=loaded, renamed=renamed)
+    return [{"type": "function", "function": spec} for spec in specs], declared
+
+
+def tool_specs(
+    tools: Any,
+    stats: Stats,
+    options: TranslationOptions,
+    *,
+    loaded: set[str],
+    renamed: dict[str, str],
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """The tools to forward as dialect-neutral `{name, parameters, description?, strict?}`
+    specs, and the names of every tool the client declared."""
     if tools is None:
         return [], set()
     if not isinstance(tools, list):
@@ -180,7 +194,7 @@ def function_tools(
         if tool.get("strict") is True:
             function["strict"] = True
         stats.text_chars += len(name) + len(description or "") + 200
-        out.append({"type": "function", "function": function})
+        out.append(function)
     return out, declared
 
 

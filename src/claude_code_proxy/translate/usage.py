@@ -13,7 +13,8 @@ def _int(value: Any) -> int:
 
 
 def cached_tokens(usage: dict[str, Any]) -> int:
-    details = usage.get("prompt_tokens_details")
+    # Chat Completions' `prompt_tokens_details`, the Responses API's `input_tokens_details`.
+    details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
     cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
     # DeepSeek reports hits separately; Anthropic-style upstreams use their own name.
     return (
@@ -34,7 +35,7 @@ def anthropic_usage(usage: dict[str, Any] | None, *, fallback_input: int = 0) ->
         }
     prompt = _int(usage.get("prompt_tokens")) or _int(usage.get("input_tokens"))
     cached = cached_tokens(usage)
-    details = usage.get("prompt_tokens_details")
+    details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
     written = _int(details.get("cache_write_tokens")) if isinstance(details, dict) else 0
     output = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
     if fallback_input and prompt < fallback_input // UNDER_COUNT_RATIO:
@@ -47,7 +48,7 @@ def anthropic_usage(usage: dict[str, Any] | None, *, fallback_input: int = 0) ->
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
     }
-    completion = usage.get("completion_tokens_details")
+    completion = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
     reasoning = _int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0
     if reasoning:
         # Informational, as in Anthropic's usage: output_tokens already includes them.

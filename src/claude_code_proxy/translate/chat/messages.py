@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -13,36 +14,28 @@ from claude_code_proxy.translate.content import (
     blocks,
     cache_mark,
     content_text,
-    is_base64,
-    json_text,
     merged_turns,
     render_block_as_text,
 )
-from claude_code_proxy.translate.documents import decode_document
 from claude_code_proxy.translate.errors import RequestValidationError
 from claude_code_proxy.translate.ids import upstream_call_id, upstream_tool_id
 from claude_code_proxy.translate.options import TranslationOptions
+from claude_code_proxy.translate.parts import PartBuilder, text_part
 from claude_code_proxy.translate.reasoning import decode_signature
 from claude_code_proxy.translate.tools import tool_name
+from claude_code_proxy.translate.web_search import FUNCTION_NAME as WEB_SEARCH_FUNCTION
+from claude_code_proxy.translate.web_search import result_text
 
 logger = logging.getLogger(__name__)
 
 GEMINI_SKIP_SIGNATURE = "skip_thought_signature_validator"
 
 
-def text_part(text: str, mark: Any) -> dict[str, Any]:
-    part: dict[str, Any] = {"type": "text", "text": text}
-    if mark is not None:
-        part["cache_control"] = mark
-    return part
-
-
-class MessageConverter:
+class MessageConverter(PartBuilder):
     """Walks Anthropic messages in order and emits OpenAI messages (protocol.md E.2)."""
 
     def __init__(self, options: TranslationOptions, stats: Stats, renamed: dict[str, str]) -> None:
-        self.options = options
-        self.stats = stats
+        super().__init__(options, stats)
         self.renamed = renamed
         self.out: list[dict[str, Any]] = []
         self.late_system: list[SystemPiece] = []
@@ -120,7 +113,7 @@ class MessageConverter:
             if kind == "tool_result":
                 client_id = _id_text(block.get("tool_use_id", ""))
                 call_id = self.pending_calls.get(client_id) or self._tool_id(client_id)
-                text, images = self._tool_result_content(block)
+                text, images = self.tool_result_content(block)
                 if client_id in self.pending_calls and client_id not in results:
                     mark = cache_mark(block) if self.options.cache_control else None
                     body: Any = [text_part(text, mark)] if mark else text
@@ -139,7 +132,7 @@ class MessageConverter:
                 inner = block.get("content")
                 self._system(content_text(inner, self.stats), cache_mark(inner))
             else:
-                parts.extend(self._content_part(block, position, index))
+                parts.extend(self.content_part(block, position, index))
         if self.pending_calls:
             # Tool messages must directly follow the assistant turn, in call order.
             for client_id, call_id in self.pending_calls.items():
@@ -157,230 +150,127 @@ class MessageConverter:
         if rest:
             self.out.append({"role": "user", "content": simplify(rest)})
 
-    def _tool_result_content(self, block: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-        content = block.get("content")
-        images: list[dict[str, Any]] = []
-        if content is None:
-            text = ""
-        elif isinstance(content, str):
-            text = content
-        elif isinstance(content, list):
-            texts: list[str] = []
-            for item in content:
-                if isinstance(item, dict) and item.get("type") == "image":
-                    images.extend(self._image(item))
-                elif isinstance(item, dict) and item.get("type") == "document":
-                    # Text goes into the tool message; PDF file parts and images cannot, so
-                    # they follow in the user message with the other attachments.
-                    for part in self._document(item):
-                        if part["type"] == "text":
-                            texts.append(part["text"])
-                        else:
-                            images.append(part)
-                else:
-                    rendered = render_block_as_text(item)
-                    if rendered:
-                        texts.append(rendered)
-            text = "\n".join(texts)
-        else:
-            text = json_text(content)
-        self.stats.text_chars += len(text)
-        if block.get("is_error") is True:
-            text = f"Error: {text}" if text else "Error: the tool call failed"
-        elif not text:
-            text = "(no output)" if not images else "(see the attachments below)"
-        return text, images
-
-    def _content_part(
-        self, block: dict[str, Any], position: int, index: int
-    ) -> list[dict[str, Any]]:
-        kind = block.get("type")
-        if kind == "text":
-            text = block.get("text")
-            if not isinstance(text, str):
-                raise RequestValidationError(
-                    f"messages.{position}.content.{index}.text: must be a string"
-                )
-            self.stats.text_chars += len(text)
-            mark = cache_mark(block) if self.options.cache_control else None
-            return [text_part(text, mark)] if text else []
-        if kind == "image":
-            return self._image(block)
-        if kind == "document":
-            return self._document(block)
-        if kind in ("thinking", "redacted_thinking"):
-            return []
-        rendered = render_block_as_text(block)
-        if rendered is None:
-            logger.warning("dropping content block of unknown type %r", kind)
-            return []
-        self.stats.text_chars += len(rendered)
-        return [{"type": "text", "text": rendered}]
-
-    def _image(self, block: dict[str, Any]) -> list[dict[str, Any]]:
-        source = block.get("source")
-        if not isinstance(source, dict):
-            raise RequestValidationError("image block: source must be an object")
-        kind = source.get("type")
-        if kind == "base64":
-            data, media_type = source.get("data"), source.get("media_type") or "image/png"
-            if not isinstance(data, str) or not isinstance(media_type, str):
-                raise RequestValidationError("image block: base64 source needs data and media_type")
-            self.stats.images += 1
-            return [{"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}]
-        if kind == "url":
-            url = source.get("url")
-            if not isinstance(url, str):
-                raise RequestValidationError("image block: url source needs a url string")
-            self.stats.images += 1
-            return [{"type": "image_url", "image_url": {"url": url}}]
-        note = f"[image {source.get('file_id') or kind!s} omitted: the upstream cannot resolve it]"
-        return [{"type": "text", "text": note}]
-
-    def _document(self, block: dict[str, Any]) -> list[dict[str, Any]]:
-        source = block.get("source")
-        if not isinstance(source, dict):
-            raise RequestValidationError("document block: source must be an object")
-        title = block.get("title") if isinstance(block.get("title"), str) else None
-        header = "\n".join(
-            x
-            for x in (
-                title,
-                block.get("context") if isinstance(block.get("context"), str) else None,
-            )
-            if x
-        )
-        kind = source.get("type")
-        text: str
-        if kind == "text":
-            data = source.get("data")
-            text = data if isinstance(data, str) else ""
-        elif kind == "content":
-            parts: list[dict[str, Any]] = []
-            content = source.get("content")
-            if isinstance(content, str):
-                parts.append({"type": "text", "text": content})
-            elif isinstance(content, list):
-                for item in content:
-                    if isinstance(item, dict) and item.get("type") == "image":
-                        parts.extend(self._image(item))
-                    else:
-                        rendered = render_block_as_text(item)
-                        if rendered:
-                            parts.append({"type": "text", "text": rendered})
-            if header:
-                parts.insert(0, {"type": "text", "text": header})
-            self.stats.text_chars += sum(len(p.get("text", "")) for p in parts)
-            return parts
-        elif kind == "base64":
-            data = source.get("data")
-            media_type = source.get("media_type") or "application/pdf"
-            if not isinstance(data, str):
-                raise RequestValidationError("document block: base64 source needs data")
-            if media_type == "application/pdf" and self.options.pdf_as_file and is_base64(data):
-                self.stats.text_chars += len(data) // 8
-                filename = (title or "document") + ".pdf"
-                file_part = {"file_data": f"data:{media_type};base64,{data}", "filename": filename}
-                return [{"type": "file", "file": file_part}]
-            text = decode_document(data, str(media_type))
-        elif kind == "url":
-            text = f"[document at {source.get('url')} — fetch it if needed]"
-        else:
-            text = f"[document {source.get('file_id') or kind!s} omitted: the upstream cannot resolve it]"
-        if header:
-            text = f"{header}\n\n{text}"
-        self.stats.text_chars += len(text)
-        return [{"type": "text", "text": text}]
-
     def _assistant(self, content: str | list[Any], position: int) -> None:
+        """One assistant turn; a web search result inside it (the proxy ran the search)
+        ends the message carrying the call, and is sent as that call's tool message."""
         self._close_pending_calls()
         if isinstance(content, str):
             self.stats.text_chars += len(content)
             if content:
                 self.out.append({"role": "assistant", "content": content})
             return
-        texts: list[str] = []
-        calls: list[dict[str, Any]] = []
-        pending: dict[str, str] = {}
-        reasoning: list[str] = []
-        details: list[Any] = []
-        thought_signature: str | None = None  # Gemini's, for the next tool call
+        part = _AssistantPart()
         for index, block in blocks(content, position):
             kind = block.get("type")
+            if kind == "web_search_tool_result":
+                client_id = _id_text(block.get("tool_use_id", ""))
+                if client_id in part.pending:
+                    self._emit_assistant(part)
+                    part = _AssistantPart()
+                call_id = self.pending_calls.pop(client_id, None)
+                if call_id is not None:
+                    result = result_text(block)
+                    self.stats.text_chars += len(result)
+                    self.out.append({"role": "tool", "tool_call_id": call_id, "content": result})
+                    continue
+            if self.pending_calls:
+                # Content after a search result: calls still unanswered cannot wait for it.
+                self._close_pending_calls()
             if kind == "text":
                 text = block.get("text")
                 if isinstance(text, str) and text:
-                    texts.append(text)
+                    part.texts.append(text)
                     self.stats.text_chars += len(text)
-            elif kind == "tool_use":
-                name = block.get("name")
-                if not isinstance(name, str) or not name:
-                    raise RequestValidationError(
-                        f"messages.{position}.content.{index}.name: a tool_use needs a name"
-                    )
-                client_id = _id_text(block.get("id") or f"call_{position}_{index}")
-                call_id = self._tool_id(client_id)
-                if call_id in pending.values() or client_id in pending:
-                    # Two calls of one turn with one upstream id (the upstream repeated it, or
-                    # the client did): the later one gets an id of its own, so results pair.
-                    call_id = upstream_tool_id(f"{client_id}#{index}")
-                    if self.options.tool_id_style == "mistral":
-                        call_id = upstream_call_id(call_id, "mistral")
-                tool_input = block.get("input")
-                try:
-                    arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
-                except TypeError:
-                    raise RequestValidationError(
-                        f"messages.{position}.content.{index}.input: nested too deeply"
-                    ) from None
-                self.stats.text_chars += len(arguments) + len(name)
-                call: dict[str, Any] = {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {
-                        "name": tool_name(name, self.renamed),
-                        "arguments": arguments,
-                    },
-                }
-                if self.options.thought_signatures:
-                    # Only the first call of a turn carries Gemini's signature; a history from
-                    # elsewhere gets the validator-skip value Google documents for that case.
-                    if thought_signature is None and not calls:
-                        thought_signature = GEMINI_SKIP_SIGNATURE
-                    if thought_signature is not None:
-                        call["extra_content"] = {"google": {"thought_signature": thought_signature}}
-                    thought_signature = None
-                calls.append(call)
-                # A repeated client id pairs with its first call; the later one stays unanswered.
-                pending[client_id if client_id not in pending else f"{client_id}#{index}"] = call_id
-                self.call_names[call_id] = name
+            elif kind == "tool_use" or (
+                kind == "server_tool_use" and block.get("name") == WEB_SEARCH_FUNCTION
+            ):
+                self._call(part, block, position, index)
             elif kind in ("thinking", "redacted_thinking"):
                 state = decode_signature(block.get("signature"))
                 if state and isinstance(state.get("g"), str):
-                    thought_signature = state["g"]
+                    part.thought_signature = state["g"]
                 if self.options.reasoning_echo != "none":
                     thought = state.get("r") if state else block.get("thinking")
                     if isinstance(thought, str) and thought:
-                        reasoning.append(thought)
+                        part.reasoning.append(thought)
                     if state and isinstance(state.get("d"), list):
-                        details.extend(state["d"])
+                        part.details.extend(state["d"])
+            elif kind == "web_search_tool_result":
+                part.texts.append(result_text(block))  # its call is not in this history
             else:
                 rendered = render_block_as_text(block)
                 if rendered:
-                    texts.append(rendered)
-        if not texts and not calls:
+                    part.texts.append(rendered)
+        self._emit_assistant(part)
+
+    def _call(self, part: _AssistantPart, block: dict[str, Any], position: int, index: int) -> None:
+        """A `tool_use` (or the proxy's web search) as an upstream tool call."""
+        name = block.get("name")
+        if not isinstance(name, str) or not name:
+            raise RequestValidationError(
+                f"messages.{position}.content.{index}.name: a tool_use needs a name"
+            )
+        pending = part.pending
+        client_id = _id_text(block.get("id") or f"call_{position}_{index}")
+        call_id = self._tool_id(client_id)
+        if call_id in pending.values() or client_id in pending:
+            # Two calls of one turn with one upstream id (the upstream repeated it, or
+            # the client did): the later one gets an id of its own, so results pair.
+            call_id = upstream_tool_id(f"{client_id}#{index}")
+            if self.options.tool_id_style == "mistral":
+                call_id = upstream_call_id(call_id, "mistral")
+        tool_input = block.get("input")
+        try:
+            arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
+        except TypeError:
+            raise RequestValidationError(
+                f"messages.{position}.content.{index}.input: nested too deeply"
+            ) from None
+        self.stats.text_chars += len(arguments) + len(name)
+        call: dict[str, Any] = {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": tool_name(name, self.renamed), "arguments": arguments},
+        }
+        if self.options.thought_signatures:
+            # Only the first call of a turn carries Gemini's signature; a history from
+            # elsewhere gets the validator-skip value Google documents for that case.
+            if part.thought_signature is None and not part.calls:
+                part.thought_signature = GEMINI_SKIP_SIGNATURE
+            if part.thought_signature is not None:
+                call["extra_content"] = {"google": {"thought_signature": part.thought_signature}}
+            part.thought_signature = None
+        part.calls.append(call)
+        # A repeated client id pairs with its first call; the later one stays unanswered.
+        pending[client_id if client_id not in pending else f"{client_id}#{index}"] = call_id
+        self.call_names[call_id] = name
+
+    def _emit_assistant(self, part: _AssistantPart) -> None:
+        if not part.texts and not part.calls:
             return
-        message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) or None}
+        message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(part.texts) or None}
         echo = self.options.reasoning_echo
-        if echo == "reasoning_details" and details:
-            message["reasoning_details"] = details
-        elif echo in ("reasoning_content", "reasoning") and (reasoning or calls):
+        if echo == "reasoning_details" and part.details:
+            message["reasoning_details"] = part.details
+        elif echo in ("reasoning_content", "reasoning") and (part.reasoning or part.calls):
             # DeepSeek requires the field on tool-call turns; empty is its documented fallback.
-            message[echo] = "\n\n".join(reasoning)
-        if calls:
-            message["tool_calls"] = calls
-            self.pending_calls = pending
+            message[echo] = "\n\n".join(part.reasoning)
+        if part.calls:
+            message["tool_calls"] = part.calls
+            self.pending_calls = part.pending
         self.out.append(message)
+
+
+@dataclass
+class _AssistantPart:
+    """One assistant message being assembled from a turn's blocks."""
+
+    texts: list[str] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    pending: dict[str, str] = field(default_factory=dict)  # client id → upstream call id
+    reasoning: list[str] = field(default_factory=list)
+    details: list[Any] = field(default_factory=list)
+    thought_signature: str | None = None  # Gemini's, for the next tool call
 
 
 def _id_text(value: Any) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from claude_code_proxy.translate.chat.messages import MessageConverter
-from claude_code_proxy.translate.content import Stats, stop_sequences, system_texts
+from claude_code_proxy.translate.content import (
+    Stats,
+    conversation_key,
+    stop_sequences,
+    system_texts,
+)
 from claude_code_proxy.translate.errors import RequestValidationError
 from claude_code_proxy.translate.options import (
     ReasoningEcho,
@@ -101,7 +105,7 @@ def translate_request(
 
     _reasoning(body, payload, options)
     if options.prompt_cache_key:
-        cache_key = _cache_key(body, session_id)
+        cache_key = conversation_key(body, session_id)
         if cache_key:
             payload["prompt_cache_key"] = cache_key
     for name in options.drop_params:
@@ -158,15 +162,3 @@ def _reasoning(body: dict[str, Any], payload: dict[str, Any], options: Translati
             payload["thinking"] = {"type": kind}
         else:
             payload["chat_template_kwargs"] = {"enable_thinking": kind == "enabled"}
-
-
-def _cache_key(body: dict[str, Any], session_id: str | None) -> str | None:
-    """A stable per-conversation key (≤ 64 chars, as OpenAI requires)."""
-    seed = session_id
-    if not seed:
-        metadata = body.get("metadata")
-        user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
-        seed = user_id if isinstance(user_id, str) and user_id else None
-    if not seed:
-        return None
-    return "ccp-" + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:40]

@@ -237,11 +237,13 @@ def message_to_events(message: dict[str, Any]) -> list[dict[str, Any]]:
                 {"type": "thinking_delta", "thinking": block["thinking"]},
                 {"type": "signature_delta", "signature": block["signature"]},
             ]
-        else:
-            skeleton = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+        elif kind in ("tool_use", "server_tool_use"):
+            skeleton = {"type": kind, "id": block["id"], "name": block["name"], "input": {}}
             deltas = [
                 {"type": "input_json_delta", "partial_json": orjson.dumps(block["input"]).decode()}
             ]
+        else:
+            skeleton, deltas = block, []  # complete blocks (web_search_tool_result)
         events.append({"type": "content_block_start", "index": index, "content_block": skeleton})
         events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
         events.append({"type": "content_block_stop", "index": index})

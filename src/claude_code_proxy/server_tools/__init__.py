@@ -1,0 +1,1 @@
+"""Server tools the proxy runs itself, because upstream models cannot (docs/web-search.md)."""

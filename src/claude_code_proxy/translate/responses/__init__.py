@@ -1,0 +1,1 @@
+"""The OpenAI Responses API dialect: request, response and stream translators."""
