@@ -107,9 +107,9 @@ class MessageConverter(PartBuilder):
         elif not self.pending_calls and self.out[-1]["role"] == "user":
             # Right after a user turn (Claude Code's environment message after the prompt):
             # part of that turn, which this request introduced along with it.
-            last = self.out[-1]
-            extra = simplify([self._system_part(text, mark)])
-            self.out[-1] = {**last, "content": join_content(last["content"], extra)}
+            # Appended as a user message of its own: merge_consecutive joins it to that turn
+            # once per run (joining here would copy the turn for every system message).
+            self.out.append({"role": "user", "content": simplify([self._system_part(text, mark)])})
         else:
             self.system_for_user.append(self._system_part(text, mark))
 
