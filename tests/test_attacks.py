@@ -143,7 +143,7 @@ def upstream_text(mock: MockUpstream) -> str:
 def test_pdf_bomb_is_extracted_off_the_event_loop_and_cut_at_the_time_cap(
     attack_proxy: Callable[..., ProxyHandle], mock_upstream: MockUpstream
 ) -> None:
-    proxy = attack_proxy(PDF_TIMEOUT="2", OPENAI_API_KEY=None)  # dynamic mode, any sk- key
+    proxy = attack_proxy(PDF_TIMEOUT="5", OPENAI_API_KEY=None)  # dynamic mode, any sk- key
     bomb = pdf_request(pdf_bomb())
     attack = Attack(
         lambda: httpx.post(proxy.url("/v1/messages"), json=bomb, headers=CLIENT, timeout=60)
@@ -362,7 +362,10 @@ def test_slowloris_sockets_are_closed_and_do_not_starve_real_clients(
     assert all(o is not None for o in outcomes), "a stalled connection was kept open"
     answered = [o for o in outcomes if o]
     assert answered and all(b" 408 " in o.split(b"\r\n")[0] for o in answered)
-    assert b'"timeout_error"' in answered[0] and b"HEADER_TIMEOUT" in answered[0]
+    assert all(b'"timeout_error"' in o for o in answered)
+    # Closed at the header timeout, or earlier to make room for a real client.
+    assert all(b"HEADER_TIMEOUT" in o or b"MAX_CONNECTIONS" in o for o in answered)
+    assert any(b"HEADER_TIMEOUT" in o for o in answered)
 
 
 def test_half_a_body_gets_408_after_the_body_timeout(
