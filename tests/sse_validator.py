@@ -401,6 +401,8 @@ class ValidatedStream:
     completed: bool = False
     #: Per tool_use block index: the concatenated ``partial_json`` fragments.
     tool_input_json: dict[int, str] = field(default_factory=dict)
+    #: The tool_use block an ``error`` event left open (its input cut), if any.
+    left_open: dict[str, Any] | None = None
 
     @property
     def event_types(self) -> list[str]:
@@ -477,6 +479,7 @@ class _StreamChecker:
         self.saw_message_delta = False
         self.finished: str | None = None  # "message_stop" | "error"
         self.error: dict[str, Any] | None = None
+        self.left_open: dict[str, Any] | None = None
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -572,7 +575,13 @@ class _StreamChecker:
         self.finished = "message_stop"
 
     def _error(self, where: str, data: dict[str, Any]) -> None:
-        if self.require_closed_before_error and self.open is not None:
+        opened = self.open
+        if opened is not None and opened.block["type"] in _INPUT_BLOCKS:
+            # The Anthropic API itself ends a stream cut in a tool call's input this way; the
+            # client discards the turn instead of running a call it never got whole.
+            self.tool_json[opened.index] = "".join(opened.json_parts)
+            self.left_open = opened.block
+        elif self.require_closed_before_error and opened is not None:
             raise _fail(
                 where,
                 f"error while block {self.open.index} ({self.open.block['type']}) is still open "
@@ -735,7 +744,10 @@ def validate_anthropic_stream(
     Raises ``AssertionError`` naming the offending event on the first violation.
     ``strict_tool_stop_reason`` additionally demands that a turn with tool_use blocks ends with
     ``tool_use`` (or ``max_tokens``); ``expect_error`` True/False insists the stream did/did not
-    end with an ``error`` event (None accepts both).
+    end with an ``error`` event (None accepts both). ``require_closed_before_error`` is the
+    proxy's own rule for text and thinking blocks; a tool_use block may be open at an ``error``
+    (the Anthropic API ends a stream cut in a tool call's input that way), reported as
+    ``left_open``.
     """
     events = parse_sse(raw)
     checker = _StreamChecker(
@@ -756,6 +768,7 @@ def validate_anthropic_stream(
         error=checker.error,
         completed=checker.finished == "message_stop",
         tool_input_json=checker.tool_json,
+        left_open=checker.left_open,
     )
 
 

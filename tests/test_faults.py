@@ -228,18 +228,31 @@ def test_connection_dropped_mid_text_ends_with_error_event(
     assert expect_stream(request(proxy, make_body()), expect_error=False).completed
 
 
-def test_connection_dropped_mid_tool_arguments_closes_the_block_validly(
+def test_connection_dropped_mid_tool_arguments_leaves_the_call_open(
     proxy: ProxyHandle, mock_upstream: MockUpstream
 ) -> None:
+    """The cut Write is never closed with repaired arguments: the client would run it."""
     args = {"file_path": "/tmp/notes.txt", "content": "a fairly long body of text " * 4}
     chunks = tool_call_chunks([{"name": "Write", "arguments": args}], fragment_size=12)
     # role chunk + header chunk + four argument fragments, then the connection drops.
     mock_upstream.enqueue(sse_response(chunks, drop_after=6))
     stream = expect_stream_error(request(proxy, make_body()), ("api_error", "overloaded_error"))
-    # The validator already parsed every tool block's concatenated input_json_delta fragments.
-    for index, raw in stream.tool_input_json.items():
-        if raw.strip():
-            assert isinstance(json.loads(raw), dict), (index, raw)
+    assert stream.left_open is not None and stream.left_open["name"] == "Write"
+    assert "content_block_stop" not in stream.event_types
+    assert stream.event_types[-1] == "error"
+    sent = stream.tool_input_json[0]
+    assert sent and json.dumps(args).startswith(sent)  # what arrived, nothing made up
+
+
+def test_connection_dropped_after_a_whole_tool_call_closes_it(
+    proxy: ProxyHandle, mock_upstream: MockUpstream
+) -> None:
+    args = {"file_path": "/tmp/notes.txt", "content": "complete"}
+    chunks = tool_call_chunks([{"name": "Write", "arguments": args}], finish_reason=None)
+    mock_upstream.enqueue(sse_response(chunks, drop_after=3))  # all arguments, no finish
+    stream = expect_stream_error(request(proxy, make_body()), ("api_error", "overloaded_error"))
+    assert stream.left_open is None
+    assert stream.tool_uses[0]["input"] == args
 
 
 def test_clean_close_without_finish_or_done_is_an_error(

@@ -917,6 +917,40 @@ def test_ollama_reasoning_whole_tool_calls_and_next_turn(
     assert_ids_paired(second)
 
 
+@pytest.mark.parametrize("streaming", [True, False])
+@pytest.mark.parametrize(("provider", "corrected"), [("ollama", True), (None, False)])
+def test_a_low_prompt_count_is_corrected_only_for_ollama(
+    proxy_factory: ProxyFactory,
+    mock_upstream: MockUpstream,
+    tmp_path: Path,
+    provider: str | None,
+    corrected: bool,
+    streaming: bool,
+) -> None:
+    """5 prompt tokens for a ~5000-token request: Ollama's KV-cache under-count, or the truth."""
+    proxy = as_provider(proxy_factory, tmp_path, provider, "qwen3:8b")
+    usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    if streaming:
+        chunks = [ck({"content": "ok"}), ck({}, "stop"), ck(choices=[], usage=usage)]
+        mock_upstream.enqueue(sse_response(chunks))
+    else:
+        message = {"role": "assistant", "content": "ok"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        mock_upstream.enqueue(json_response({"choices": [choice], "usage": usage}))
+    request = body(stream=streaming, text="lorem ipsum dolor sit amet " * 700, tools=None)
+    resp = post(proxy, request)
+    if streaming:
+        reported = expect_stream(resp).usage
+    else:
+        assert resp.status_code == 200, resp.text
+        reported = validate_anthropic_message(resp.content)["usage"]
+    assert reported["output_tokens"] == 3
+    if corrected:
+        assert reported["input_tokens"] > 1000  # the proxy's estimate of the prompt
+    else:
+        assert reported["input_tokens"] == 5  # the upstream's figure, unchanged
+
+
 def test_ollama_model_not_found(
     proxy_factory: ProxyFactory, mock_upstream: MockUpstream, tmp_path: Path
 ) -> None:

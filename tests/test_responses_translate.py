@@ -215,7 +215,7 @@ def test_unanswered_calls_get_an_output_and_orphan_results_become_text() -> None
 def test_tools_are_flat_and_tool_choice_maps() -> None:
     tools = [
         {"name": "calc", "description": "adds", "input_schema": {"type": "object"}},
-        {"name": "web_search", "type": "web_search_20250305"},
+        {"name": "web_fetch", "type": "web_fetch_20250910"},
         {"type": "bash_20250124", "name": "bash"},
     ]
     cases = {
@@ -243,6 +243,15 @@ def test_tools_are_flat_and_tool_choice_maps() -> None:
         "strict": False,
     }
     assert [t["name"] for t in out["tools"]] == ["calc", "bash"]  # server tools not forwarded
+    # except web_search, which the proxy runs (docs/web-search.md)
+    searching = translate(
+        body(
+            [{"role": "user", "content": "x"}],
+            tools=[*tools, {"name": "web_search", "type": "web_search_20250305"}],
+        )
+    )
+    assert [t["name"] for t in searching["tools"]] == ["calc", "bash", "web_search"]
+    assert searching["tools"][2]["parameters"]["required"] == ["query"]
     assert out["tool_choice"] == {"type": "function", "name": "calc"}
     assert out["parallel_tool_calls"] is False
 

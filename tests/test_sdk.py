@@ -454,3 +454,80 @@ async def test_async_errors(
         ) as stream:
             async for _ in stream.text_stream:
                 pass
+
+
+# ------------------------------------------------------------------------------------------
+# web search (the proxy runs the server tool)
+# ------------------------------------------------------------------------------------------
+
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+
+
+@pytest.fixture
+def search_proxy(proxy_factory: ProxyFactory) -> Iterator[ProxyHandle]:
+    from mock_search import MockSearch
+
+    with MockSearch() as searxng:
+        yield proxy_factory(WEB_SEARCH_BACKEND="searxng", WEB_SEARCH_URL=searxng.origin)
+
+
+def _search_then_answer(mock: MockUpstream, *, stream: bool) -> None:
+    calls = [{"id": "c1", "name": "web_search", "arguments": {"query": "python 3.13"}}]
+    if stream:
+        mock.enqueue(
+            sse_response(tool_call_chunks(calls, usage=(50, 5))),
+            sse_response(text_chunks(["Free-threaded", " build."], usage=(90, 6))),
+        )
+    else:
+        mock.enqueue(
+            json_response(completion(None, tool_calls=calls)),
+            json_response(completion("Free-threaded build.")),
+        )
+
+
+def _check_search_blocks(message: anthropic.types.Message) -> None:
+    use, result, text = message.content
+    assert isinstance(use, anthropic.types.ServerToolUseBlock)
+    assert use.name == "web_search" and use.input == {"query": "python 3.13"}
+    assert isinstance(result, anthropic.types.WebSearchToolResultBlock)
+    assert result.tool_use_id == use.id
+    assert isinstance(result.content, list)
+    first = result.content[0]
+    assert isinstance(first, anthropic.types.WebSearchResultBlock)
+    assert first.url.startswith("https://docs.python.org/")
+    assert first.page_age == "October 7, 2024"
+    assert isinstance(text, anthropic.types.TextBlock)
+    assert message.usage.server_tool_use is not None
+    assert message.usage.server_tool_use.web_search_requests == 1
+
+
+def test_web_search_blocks_parse_as_sdk_types(
+    search_proxy: ProxyHandle, mock_upstream: MockUpstream
+) -> None:
+    _search_then_answer(mock_upstream, stream=False)
+    with make_client(search_proxy) as sdk:
+        message = sdk.messages.create(
+            model=MODEL,
+            max_tokens=256,
+            messages=USER,
+            tools=[WEB_SEARCH],  # type: ignore[list-item]
+        )
+    _check_search_blocks(message)
+
+
+def test_web_search_stream_accumulates_into_sdk_types(
+    search_proxy: ProxyHandle, mock_upstream: MockUpstream
+) -> None:
+    _search_then_answer(mock_upstream, stream=True)
+    with (
+        make_client(search_proxy) as sdk,
+        sdk.messages.stream(
+            model=MODEL,
+            max_tokens=256,
+            messages=USER,
+            tools=[WEB_SEARCH],  # type: ignore[list-item]
+        ) as stream,
+    ):
+        message = stream.get_final_message()
+    _check_search_blocks(message)
+    assert message.stop_reason == "end_turn"

@@ -371,6 +371,20 @@ class TestValidStreams:
         result = validate_anthropic_stream(render(events), require_closed_before_error=False)
         assert result.error is not None
 
+    def test_error_inside_an_open_tool_use_block_is_the_apis_own_ending(self) -> None:
+        # A stream cut in a tool call's input: the block stays open, the client drops the turn.
+        block = {"type": "tool_use", "id": "toolu_01", "name": "Write", "input": {}}
+        events = [
+            message_start(),
+            start(0, block),
+            delta(0, {"type": "input_json_delta", "partial_json": '{"file_path": "/a'}),
+            error_event("api_error", "upstream stream interrupted"),
+        ]
+        result = validate_anthropic_stream(render(events), expect_error=True)
+        assert result.left_open is not None and result.left_open["id"] == "toolu_01"
+        assert result.tool_input_json == {0: '{"file_path": "/a'}
+        assert not result.completed
+
     def test_expect_error_flags(self) -> None:
         with pytest.raises(AssertionError, match="expected the stream to end with an error"):
             validate_anthropic_stream(render(simple_text_stream()), expect_error=True)

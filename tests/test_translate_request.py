@@ -1259,7 +1259,7 @@ def test_tool_with_custom_type_is_forwarded() -> None:
     assert payload["tools"][0]["function"]["parameters"] == {"type": "object", "properties": {}}
 
 
-def test_deferred_and_server_tools_are_not_forwarded() -> None:
+def test_deferred_and_server_tools_are_not_forwarded_but_web_search_is_run_by_the_proxy() -> None:
     tools = [
         {"name": "Read", "description": "Read", "input_schema": {"type": "object"}},
         {
@@ -1273,7 +1273,7 @@ def test_deferred_and_server_tools_are_not_forwarded() -> None:
         {"type": "tool_search_tool_regex_20251119", "name": "tool_search_tool_regex"},
     ]
     payload = payload_of(body(tools=tools))
-    assert [t["function"]["name"] for t in payload["tools"]] == ["Read"]
+    assert [t["function"]["name"] for t in payload["tools"]] == ["Read", "web_search"]
 
 
 def test_bash_client_tool_is_synthesized() -> None:
@@ -1365,7 +1365,7 @@ def test_empty_tools_list_sends_no_tools_and_no_tool_choice() -> None:
 def test_only_unforwardable_tools_sends_no_tools_and_no_tool_choice() -> None:
     payload = payload_of(
         body(
-            tools=[{"type": "web_search_20250305", "name": "web_search"}],
+            tools=[{"type": "web_fetch_20250910", "name": "web_fetch"}],
             tool_choice={"type": "any"},
         )
     )

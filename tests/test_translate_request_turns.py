@@ -177,11 +177,11 @@ def test_deferred_tool_used_in_history_stays_callable() -> None:
 
 
 def test_tool_choice_for_a_tool_the_upstream_cannot_see_falls_back_to_auto() -> None:
-    tools = [tool("Bash"), {"type": "web_search_20250305", "name": "web_search"}]
+    tools = [tool("Bash"), {"type": "web_fetch_20250910", "name": "web_fetch"}]
     body = request(
-        [{"role": "user", "content": "search"}],
+        [{"role": "user", "content": "fetch"}],
         tools=tools,
-        tool_choice={"type": "tool", "name": "web_search"},
+        tool_choice={"type": "tool", "name": "web_fetch"},
     )
     assert translate(body).payload["tool_choice"] == "auto"
     body["tool_choice"] = {"type": "tool", "name": "nonexistent"}

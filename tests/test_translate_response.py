@@ -417,6 +417,12 @@ def test_stop_token_that_is_not_a_requested_sequence_is_end_turn(matched: Any) -
     assert (message["stop_reason"], message["stop_sequence"]) == ("end_turn", None)
 
 
+def test_sglang_matched_stop_next_to_a_null_stop_reason() -> None:
+    data = completion({"content": "x"}, finish_reason="stop", stop_reason=None, matched_stop="S")
+    message = translate(data, stop_sequences=["S"])
+    assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", "S")
+
+
 def test_matched_stop_without_requested_sequences_is_end_turn() -> None:
     data = completion({"content": "x"}, finish_reason="stop", stop_reason="</answer>")
     assert translate(data)["stop_reason"] == "end_turn"
@@ -509,12 +515,29 @@ def test_reported_usage_wins_over_the_estimate_when_present() -> None:
     assert message["usage"]["output_tokens"] == 2
 
 
-def test_a_prompt_count_far_below_the_estimate_is_replaced_by_it() -> None:
+def test_a_prompt_count_far_below_the_estimate_is_kept_on_an_honest_upstream() -> None:
+    data = completion({"content": "hi"}, usage={"prompt_tokens": 5, "completion_tokens": 2})
+    message = translate(data, fallback_input_tokens=5000)
+    assert message["usage"]["input_tokens"] == 5
+    assert message["usage"]["output_tokens"] == 2
+
+
+def test_an_under_counting_upstreams_low_prompt_count_is_replaced_by_the_estimate() -> None:
     """Ollama counts only the tokens that missed its KV cache (protocol.md C.2, E.5)."""
     data = completion({"content": "hi"}, usage={"prompt_tokens": 50, "completion_tokens": 2})
-    message = translate(data, fallback_input_tokens=12000)
+    message = translate(data, fallback_input_tokens=12000, under_counts=True)
     assert message["usage"]["input_tokens"] == 12000
     assert message["usage"]["output_tokens"] == 2
+    fair = completion({"content": "hi"}, usage={"prompt_tokens": 5000, "completion_tokens": 2})
+    assert (
+        translate(fair, fallback_input_tokens=12000, under_counts=True)["usage"]["input_tokens"]
+        == 5000
+    )  # within a factor of three: the upstream's figure
+
+
+def test_usage_without_a_prompt_count_falls_back_to_the_estimate() -> None:
+    data = completion({"content": "hi"}, usage={"completion_tokens": 2})
+    assert translate(data, fallback_input_tokens=700)["usage"]["input_tokens"] == 700
 
 
 # ------------------------------------------------------------------------------------------

@@ -389,6 +389,44 @@ def test_vllm_matched_stop_sequence() -> None:
     assert (stream.stop_reason, stream.stop_sequence) == ("stop_sequence", "END")
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"matched_stop": "END"},  # SGLang
+        {"stop_reason": None, "matched_stop": "END"},  # both keys, vLLM's null
+        {"stop_reason": "END", "matched_stop": None},
+    ],
+)
+def test_the_stop_string_the_upstream_names_is_the_stop_sequence(extra: dict[str, Any]) -> None:
+    _, raw = run([delta(content="a"), finish("stop", **extra)], stop_sequences=["X", "END"])
+    stream = validate_anthropic_stream(raw)
+    assert (stream.stop_reason, stream.stop_sequence) == ("stop_sequence", "END")
+
+
+@pytest.mark.parametrize("extra", [{}, {"stop_reason": 128009}, {"stop_reason": None}])
+def test_without_a_named_stop_string_the_turn_just_ends(extra: dict[str, Any]) -> None:
+    # The text ends with a requested sequence, but the upstream did not say it stopped there.
+    _, raw = run([delta(content="a END"), finish("stop", **extra)], stop_sequences=["END"])
+    stream = validate_anthropic_stream(raw)
+    assert (stream.stop_reason, stream.stop_sequence) == ("end_turn", None)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"message": "Overloaded", "type": "overloaded_error"},
+        {"message": "model busy", "code": "overloaded"},
+        {"message": "busy", "code": 529},
+        {"message": "no capacity", "code": 503},
+        {"message": "busy", "code": 500, "type": "server_overloaded"},
+    ],
+)
+def test_an_embedded_overload_mid_stream_is_overloaded_error(error: dict[str, Any]) -> None:
+    _, raw = run([delta(content="partial"), {"error": error}], end=False)
+    stream = validate_anthropic_stream(raw, expect_error=True)
+    assert stream.error is not None and stream.error["type"] == "overloaded_error"
+
+
 def test_error_chunk_mid_stream_ends_with_error_event() -> None:
     translator, raw = run(
         [delta(content="partial"), {"error": {"message": "provider exploded", "code": 502}}],
@@ -407,15 +445,53 @@ def test_openrouter_finish_reason_error_is_an_error() -> None:
     validate_anthropic_stream(raw, expect_error=True)
 
 
-def test_fail_closes_an_open_tool_block() -> None:
+def test_fail_leaves_a_tool_call_with_cut_arguments_open() -> None:
     translator = StreamTranslator(model="m")
     events = translator.start()
     events += translator.feed(
         delta(tool_calls=[call(0, id="c", name="Write", args='{"content": "ab')])
     )
+    events += translator.feed(delta(content="text after the call"))  # held: never sent
     events += translator.fail("api_error", "upstream connection dropped")
     stream = validate_anthropic_stream(encode_events(events), expect_error=True)
+    assert stream.left_open is not None and stream.left_open["name"] == "Write"
+    assert stream.tool_input_json[0] == '{"content": "ab'
+    assert "content_block_stop" not in stream.event_types
+    assert stream.text == ""
+
+
+@pytest.mark.parametrize("args", ["", "{", '{"file_path": "/a", "con', "{'bad"])
+def test_an_error_chunk_in_tool_arguments_never_completes_the_call(args: str) -> None:
+    """llama.cpp ends a failed generation with an error chunk, here after `args`."""
+    fragments = [call(0, id="c", name="Write", args="")]
+    chunks = [delta(tool_calls=fragments)]
+    if args:
+        chunks.append(delta(tool_calls=[call(0, args=args)]))
+    chunks.append({"error": {"message": "generation failed", "code": 500}})
+    _, raw = run(chunks, end=False)
+    stream = validate_anthropic_stream(raw, expect_error=True)
+    assert stream.left_open is not None
+    assert "content_block_stop" not in stream.event_types
+    assert stream.tool_input_json[0] in ("", "{", '{"file_path": "/a"')  # a safe prefix only
+
+
+def test_fail_closes_a_tool_call_whose_arguments_are_whole() -> None:
+    translator = StreamTranslator(model="m")
+    events = translator.start()
+    events += translator.feed(
+        delta(tool_calls=[call(0, id="c", name="Write", args='{"content": "ab"}')])
+    )
+    events += translator.fail("api_error", "upstream connection dropped")
+    stream = validate_anthropic_stream(encode_events(events), expect_error=True)
+    assert stream.left_open is None
     assert stream.tool_uses[0]["input"] == {"content": "ab"}
+
+
+def test_finish_reason_still_repairs_cut_arguments() -> None:
+    """When the upstream says the reply is finished, a cut call is closed (repaired) as before."""
+    stream = validated([delta(tool_calls=[call(0, id="c", name="f", args='{"a": 1')]), finish()])
+    assert stream.tool_uses[0]["input"] == {"a": 1}
+    assert stream.left_open is None
 
 
 def test_chunks_after_finish_are_ignored() -> None:
@@ -882,3 +958,11 @@ def test_context_overflow_error_chunk_uses_anthropic_wording() -> None:
         "type": "invalid_request_error",
         "message": "prompt is too long: 190000 tokens > 163840 maximum",
     }
+
+
+def test_usage_is_reported_as_the_upstream_counted_it() -> None:
+    chunks = [delta(content="a"), finish(), usage(prompt=5, completion=2)]
+    _, honest = run(chunks, input_tokens=5000)
+    assert validate_anthropic_stream(honest).usage["input_tokens"] == 5
+    _, ollama = run(chunks, input_tokens=5000, under_counts=True)
+    assert validate_anthropic_stream(ollama).usage["input_tokens"] == 5000

@@ -9,6 +9,7 @@ import pytest
 from claude_code_proxy.translate.chat.request import translate_request
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import RequestValidationError
+from claude_code_proxy.translate.ids import client_tool_id, server_call_client_id, server_tool_id
 from claude_code_proxy.translate.search_turn import TurnStitcher, continuation
 from claude_code_proxy.translate.web_search import (
     SearchResult,
@@ -68,6 +69,33 @@ def test_the_server_tool_is_parsed_and_validated() -> None:
     ]:
         with pytest.raises(RequestValidationError, match=message):
             web_search_tool([dict(TOOL, **bad)])
+
+
+def test_the_model_is_offered_a_web_search_function_beside_other_tools() -> None:
+    bash = {"name": "Bash", "input_schema": {"type": "object", "properties": {}}}
+    tool = dict(TOOL, blocked_domains=["pinterest.com"])
+    body = {
+        "model": "claude-x",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [bash, tool],
+        "tool_choice": {"type": "any"},
+    }
+    translated = translate_request(body, upstream_model="gpt-x")
+    names = [t["function"]["name"] for t in translated.payload["tools"]]
+    assert names == ["Bash", "web_search"]
+    function = translated.payload["tools"][1]["function"]
+    assert function["parameters"]["properties"]["query"]["type"] == "string"
+    assert "pinterest.com" in function["description"]
+    assert "At most 3 searches" in function["description"]
+    assert translated.payload["tool_choice"] == "required"
+    assert translated.web_search == web_search_tool([tool])
+
+
+def test_a_custom_tool_named_web_search_beside_the_server_tool_is_a_400() -> None:
+    custom = {"name": "web_search", "input_schema": {"type": "object"}}
+    with pytest.raises(RequestValidationError, match="unique"):
+        translate([{"role": "user", "content": "hi"}], tools=[custom, TOOL])
 
 
 @pytest.mark.parametrize(
@@ -170,8 +198,8 @@ def test_history_search_blocks_become_a_call_and_its_tool_message() -> None:
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
     assert messages[1]["content"] == "Let me search."
     (call,) = messages[1]["tool_calls"]
-    assert call["id"] == SRV and call["function"]["name"] == "web_search"
-    assert messages[2]["tool_call_id"] == SRV
+    assert call["function"]["name"] == "web_search"
+    assert messages[2]["tool_call_id"] == call["id"]
     assert "alpha" in messages[2]["content"]
     assert messages[3]["content"] == "Found it."
 
@@ -189,8 +217,9 @@ def test_parallel_searches_keep_their_results_in_order() -> None:
         [{"role": "user", "content": "q"}, {"role": "assistant", "content": content}]
     )["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "tool", "assistant"]
-    assert len(messages[1]["tool_calls"]) == 2
-    assert [m["tool_call_id"] for m in messages[2:4]] == [SRV, second]
+    assert [m["tool_call_id"] for m in messages[2:4]] == [
+        c["id"] for c in messages[1]["tool_calls"]
+    ]
     assert "unavailable" in messages[2]["content"]
 
 
@@ -205,7 +234,8 @@ def test_a_client_call_beside_a_search_still_gets_the_users_result() -> None:
     )
     messages = translate(turn)["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "tool"]
-    assert [c["id"] for c in messages[1]["tool_calls"]] == ["toolu_b", SRV]
+    assert messages[1]["tool_calls"][0]["id"] == "toolu_b"
+    assert messages[2]["tool_call_id"] == messages[1]["tool_calls"][1]["id"]
     assert messages[3] == {"role": "tool", "tool_call_id": "toolu_b", "content": "ok"}
 
 
@@ -321,3 +351,21 @@ def test_continuation_carries_the_turn_and_relaxes_a_forced_choice() -> None:
     assert continuation(body, content, tool, may_search=False)["tool_choice"] == {"type": "none"}
     custom = dict(body, tool_choice={"type": "tool", "name": "Bash"})
     assert continuation(custom, content, tool, may_search=True)["tool_choice"]["name"] == "Bash"
+
+
+def test_server_tool_ids_carry_the_upstreams_call_id_back() -> None:
+    carried = client_tool_id("call_abc", "salt")
+    server = server_tool_id(carried)
+    assert server.startswith("srvtoolu_") and server[len("srvtoolu_") :] == carried[len("toolu_") :]
+    assert server_call_client_id(server) == carried
+    # An encoded upstream id needs `-`, which srvtoolu ids may not hold: a fresh id then.
+    encoded = client_tool_id("functions.Write:0", "salt")
+    assert "-" in encoded
+    fresh = server_tool_id(encoded)
+    assert fresh.startswith("srvtoolu_") and "-" not in fresh
+    turn = search_turn()
+    turn[1]["content"][1]["id"] = server
+    turn[1]["content"][2]["tool_use_id"] = server
+    messages = translate(turn)["messages"]
+    assert messages[1]["tool_calls"][0]["id"] == "call_abc"
+    assert messages[2]["tool_call_id"] == "call_abc"

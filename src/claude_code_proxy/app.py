@@ -38,11 +38,12 @@ from claude_code_proxy.models import ALIASES, configured_models, map_model, mapp
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.pool import key_id
 from claude_code_proxy.providers import CapabilityTable, Profile
+from claude_code_proxy.server_tools.web_search import SearchTurn, WebSearch
 from claude_code_proxy.translate.chat.request import translate_request
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
-from claude_code_proxy.translate.options import TranslatedRequest
+from claude_code_proxy.translate.options import TranslatedRequest, TranslationOptions
 from claude_code_proxy.translate.sse import encode_events
 from claude_code_proxy.upstream import Upstream
 from claude_code_proxy.upstream_tokens import DIALECTS, UpstreamTokenizer
@@ -96,7 +97,16 @@ class Proxy:
         self.upstream = Upstream(settings, self.table, self.metrics)
         self.windows = ContextWindows(settings, self.table)
         self.tokenizer = UpstreamTokenizer(settings)
-        secrets = [s for s in (settings.openai_api_key, settings.anthropic_api_key) if s]
+        self.web_search = WebSearch(settings.web_search, self.metrics)
+        secrets = [
+            s
+            for s in (
+                settings.openai_api_key,
+                settings.anthropic_api_key,
+                settings.web_search.api_key,
+            )
+            if s
+        ]
         self.capture = (
             Capture(settings.capture_dir, secrets=secrets) if settings.capture_dir else None
         )
@@ -164,6 +174,15 @@ class Proxy:
             dialect=dialect,
             switch=switch,
         )
+        if translated.web_search is not None:
+            # The proxy runs the web_search server tool; follow-up calls translate the same way.
+            exchange.search = SearchTurn(self.web_search, translated.web_search, body)
+            exchange.retranslate = partial(
+                _retranslate,
+                upstream_model=record.upstream_model,
+                options=profile.options(max_tokens_limit=self.settings.max_tokens_limit),
+                session_id=session,
+            )
         return CancelOnDisconnect(exchange.run, on_disconnect=exchange.client_disconnected)
 
     async def count_tokens(self, request: Request) -> Response:
@@ -405,6 +424,19 @@ class Proxy:
         return CancelOnDisconnect(work)
 
 
+def _retranslate(
+    dialect: Dialect,
+    body: dict[str, Any],
+    *,
+    upstream_model: str,
+    options: TranslationOptions,
+    session_id: str | None,
+) -> TranslatedRequest:
+    return dialect.translate_request(
+        body, upstream_model=upstream_model, options=options, session_id=session_id
+    )
+
+
 def _model_entry(model_id: str, display_name: str) -> dict[str, Any]:
     return {
         "type": "model",
@@ -461,6 +493,7 @@ def create_app(settings: Settings) -> Starlette:
             await proxy.windows.stop()
             await proxy.tokenizer.close()
             await proxy.upstream.close()
+            await proxy.web_search.close()
 
     routes = [
         Route("/", proxy.root, methods=["GET", "HEAD"]),

@@ -85,6 +85,7 @@ def _chat_reply(
         fallback_input_tokens=translated.estimated_input_tokens,
         think_tags=profile.think_tags,
         stash_reasoning=profile.stash_reasoning,
+        under_counts=profile.prompt_under_count,
         tool_names=translated.tool_names,
         rescue=rescue,
     )
@@ -103,6 +104,7 @@ def _chat_stream(
         expect_usage="stream_options" in translated.payload,
         think_tags=profile.think_tags,
         stash_reasoning=profile.stash_reasoning,
+        under_counts=profile.prompt_under_count,
         secrets=secrets,
         tool_names=translated.tool_names,
         rescue=rescue,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +24,17 @@ from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, StreamTranslati
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
 from claude_code_proxy.providers import Profile
+from claude_code_proxy.server_tools.web_search import SearchTurn
 from claude_code_proxy.translate.chat.response import message_to_events
-from claude_code_proxy.translate.errors import ProxyError, embedded_error, redact_secrets
+from claude_code_proxy.translate.errors import (
+    ProxyError,
+    RequestValidationError,
+    embedded_error,
+    redact_secrets,
+)
 from claude_code_proxy.translate.options import TranslatedRequest
 from claude_code_proxy.translate.rescue import RescueContext, offered_tools
+from claude_code_proxy.translate.search_turn import Event
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
 from claude_code_proxy.upstream import ResponsesOnly, Upstream
@@ -53,6 +60,9 @@ class Exchange:
     # Re-translates the request for the Responses API, when Chat Completions may refuse the
     # model as Responses-only (UPSTREAM_API=auto): the self-healing switch.
     switch: Callable[[], TranslatedRequest] | None = None
+    # A web_search server tool turn, and how its follow-up request bodies are translated.
+    search: SearchTurn | None = None
+    retranslate: Callable[[Dialect, dict[str, Any]], TranslatedRequest] | None = None
     rescue: RescueContext | None = None
     #: The client went away (CancelOnDisconnect says so before cancelling the work).
     client_left: bool = False
@@ -75,7 +85,9 @@ class Exchange:
             active.inc()
         try:
             async with self.upstream.lease(self.key) as session:
-                if self.translated.stream:
+                if self.search is not None:
+                    await self._search_turn(send, session, self.search)
+                elif self.translated.stream:
                     await self._stream(send, session)
                 else:
                     await self._complete(send, session)
@@ -117,17 +129,20 @@ class Exchange:
             self.capture.add("4-client-response", orjson.dumps(body))
         await send_json(send, error.status, body, error.headers)
 
-    async def _post(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+    async def _post(
+        self, session: aiohttp.ClientSession, follow_up: TranslatedRequest | None = None
+    ) -> aiohttp.ClientResponse:
+        """The request (or a web search turn's follow-up) posted; 2xx or a ProxyError."""
         try:
-            response = await self._post_once(session)
+            response = await self._post_once(session, follow_up or self.translated)
         except ResponsesOnly:
-            if self.switch is None:
+            if self.switch is None or follow_up is not None:
                 raise
             # The model answers only on the Responses API: ask there once, and remember it.
             self.translated, self.dialect, self.rescue = self.switch(), RESPONSES, None
             if self.capture is not None:
                 self.capture.add_json("2-upstream-request", self.translated.payload)
-            response = await self._post_once(session)
+            response = await self._post_once(session, self.translated)
             model = str(self.translated.payload.get("model", ""))
             self.upstream.table.learn(self.upstream.base_url, model, api="responses")
             logger.warning(
@@ -136,15 +151,17 @@ class Exchange:
         self.record.upstream_answered()
         return response
 
-    async def _post_once(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+    async def _post_once(
+        self, session: aiohttp.ClientSession, translated: TranslatedRequest
+    ) -> aiohttp.ClientResponse:
         capture = self.capture
         tap = (lambda raw: capture.add("3-upstream-response", raw)) if capture else None
         return await self.upstream.post_chat(
             session,
-            self.translated.payload,
+            translated.payload,
             self.key,
             error_tap=tap,
-            prompt_tokens=self.translated.estimated_input_tokens or None,
+            prompt_tokens=translated.estimated_input_tokens or None,
             api=self.dialect.api,
         )
 
@@ -152,20 +169,7 @@ class Exchange:
 
     async def _complete(self, send: Send, session: aiohttp.ClientSession) -> None:
         try:
-            response = await self._post(session)
-            try:
-                raw = await response.read()
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-                raise _timeout(self.settings) from None
-            except aiohttp.ClientError as exc:
-                raise ProxyError(
-                    502, "api_error", f"upstream response broke off: {type(exc).__name__}"
-                ) from None
-            finally:
-                response.release()
-            if self.capture is not None:
-                self.capture.add("3-upstream-response", raw)
-            message = self._message(raw)
+            message = await self._call_message(session)
         except ProxyError as error:
             await self._fail(send, error)
             return
@@ -176,13 +180,33 @@ class Exchange:
         await send_json(send, 200, message)
         self.completed = True
 
+    async def _call_message(
+        self, session: aiohttp.ClientSession, follow_up: TranslatedRequest | None = None
+    ) -> dict[str, Any]:
+        """One non-streaming model call, translated; ProxyError for every failure."""
+        response = await self._post(session, follow_up)
+        try:
+            raw = await response.read()
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise _timeout(self.settings) from None
+        except aiohttp.ClientError as exc:
+            raise ProxyError(
+                502, "api_error", f"upstream response broke off: {type(exc).__name__}"
+            ) from None
+        finally:
+            response.release()
+        if self.capture is not None:
+            self.capture.add("3-upstream-response", raw)
+        return self._message(raw, follow_up)
+
     def _record_message(self, message: dict[str, Any]) -> None:
         self.record.status = 200
         self.record.first_token()
         self.record.stop_reason = message["stop_reason"]
         self.record.usage(message["usage"])
 
-    def _message(self, raw: bytes) -> dict[str, Any]:
+    def _message(self, raw: bytes, follow_up: TranslatedRequest | None = None) -> dict[str, Any]:
+        translated = follow_up or self.translated
         try:
             completion = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -195,11 +219,11 @@ class Exchange:
             # A 2xx body that reports a failure, with or without choices (OpenRouter).
             error = embedded_error(
                 completion["error"],
-                prompt_tokens=self.translated.estimated_input_tokens or None,
+                prompt_tokens=translated.estimated_input_tokens or None,
             )
             error.message = redact_secrets(error.message, (self.key,))
             raise error
-        return self.dialect.reply(completion, self.translated, self.profile, self.rescue)
+        return self.dialect.reply(completion, translated, self.profile, self.rescue)
 
     # ------------------------------------------------------------------ streaming
 
@@ -281,12 +305,139 @@ class Exchange:
             self.record.stop_reason = translator.stop_reason
             self.record.error_type = translator.error_type
             self.record.usage(
-                anthropic_usage(translator.usage, fallback_input=translator.input_tokens)
+                anthropic_usage(
+                    translator.usage,
+                    fallback_input=translator.input_tokens,
+                    under_counts=self.profile.prompt_under_count and self.dialect.api == "chat",
+                )
             )
         # Finish reading the upstream body first (bounded): the connection then goes back to
         # the pool before the client can send its next request. message_stop is already out.
         await drain(response, tap)
         await sender.close()
+
+    # --------------------------------------------------------- web search turns
+
+    async def _search_turn(
+        self, send: Send, session: aiohttp.ClientSession, turn: SearchTurn
+    ) -> None:
+        """The proxy runs the web_search server tool: several model calls, one reply.
+
+        The loop (server_tools/web_search.py) gets one model call as a callable taking an
+        Anthropic request body; the first call's refusal keeps its HTTP status.
+        """
+        try:
+            if not self.translated.stream:
+                first = await self._call_message(session)
+                message = await turn.complete(
+                    first, lambda body: self._call_message(session, self._follow_up(body))
+                )
+                self._record_message(message)
+                if self.capture is not None:
+                    self.capture.add("4-client-response", orjson.dumps(message))
+                await send_json(send, 200, message)
+                self.completed = True
+                return
+            events = await self._call_events(session)
+        except ProxyError as error:
+            await self._fail(send, error)
+            return
+
+        async def call(body: dict[str, Any]) -> AsyncGenerator[list[Event], None]:
+            return await self._call_events(session, self._follow_up(body))
+
+        await self._send_turn(send, turn, turn.stream(events, call))
+
+    def _follow_up(self, body: dict[str, Any]) -> TranslatedRequest:
+        """The next call of the turn, translated like the first (in its current dialect)."""
+        assert self.retranslate is not None
+        try:
+            translated = self.retranslate(self.dialect, body)
+        except RequestValidationError as exc:
+            raise ProxyError(500, "api_error", f"continuing the web search turn: {exc}") from None
+        if self.capture is not None:
+            self.capture.add_json("2-upstream-request", translated.payload)
+        return translated
+
+    async def _call_events(
+        self, session: aiohttp.ClientSession, follow_up: TranslatedRequest | None = None
+    ) -> AsyncGenerator[list[Event], None]:
+        """One streaming model call: ProxyError if refused, else the events of its reply."""
+        response = await self._post(session, follow_up)
+        return self._reply_events(response, follow_up or self.translated)
+
+    async def _reply_events(
+        self, response: aiohttp.ClientResponse, translated: TranslatedRequest
+    ) -> AsyncGenerator[list[Event], None]:
+        capture = self.capture
+        tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
+        try:
+            content_type = response.headers.get("content-type", "")
+            if "json" in content_type and "event-stream" not in content_type:
+                try:
+                    message = self._message(await response.read(), translated)
+                except ProxyError as error:
+                    yield [_error_event(error.error_type, error.message)]
+                    return
+                except (asyncio.TimeoutError, aiohttp.ClientError):
+                    yield [_error_event("api_error", "upstream response broke off")]
+                    return
+                yield message_to_events(message)
+                return
+            translator = self.dialect.stream(translated, self.profile, (self.key,), self.rescue)
+            yield translator.start()
+            async for events in translate_stream(response, translator, tap):
+                yield events
+            await drain(response, tap)
+        finally:
+            response.release()
+
+    async def _send_turn(
+        self, send: Send, turn: SearchTurn, events: AsyncIterator[list[Event]]
+    ) -> None:
+        stitcher = turn.stitcher
+        sender = EventSender(send, self.settings.ping_interval)
+        capture = self.capture
+        started = False
+        self.record.status = 200
+        try:
+            async for batch in events:
+                data = encode_events(batch)
+                if capture is not None:
+                    capture.add("4-client-response", data)
+                if not started:
+                    started = True
+                    await sender.start(data)
+                    continue
+                self.record.first_token()
+                await sender.write(data)
+                if stitcher.ended and stitcher.error_type is None:
+                    self.completed = True  # message_stop is out
+        except asyncio.CancelledError:
+            if started and not stitcher.ended and not self.client_left:
+                closing = stitcher.fail("overloaded_error", "the proxy is shutting down")
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sender.close(encode_events(closing)), 1.0)
+            raise
+        except Exception:
+            logger.exception("the web search turn failed")
+            if started:
+                message = "the proxy failed during a web search turn (see its log)"
+                with contextlib.suppress(Exception):
+                    await sender.write(encode_events(stitcher.fail("api_error", message)))
+        finally:
+            sender.stop_pings()
+            self.record.stop_reason = stitcher.stop_reason
+            self.record.error_type = stitcher.error_type
+            self.record.usage(stitcher.final_usage())
+        if not started:
+            await self._fail(send, ProxyError(500, "api_error", "the web search turn failed"))
+            return
+        await sender.close()
+
+
+def _error_event(error_type: str, message: str) -> Event:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
 
 
 def _internal_failure(translator: StreamTranslation) -> list[dict[str, Any]]:

@@ -81,6 +81,12 @@ class Metrics:
         self.retries = Counter(
             "ccp_upstream_retries", "Upstream requests retried", registry=registry
         )
+        self.web_searches = Counter(
+            "ccp_web_searches",
+            "Web searches the proxy ran for the web_search server tool, by outcome",
+            ["backend", "outcome"],
+            registry=registry,
+        )
         self.client_requests = Counter(
             "ccp_client_requests",
             "Requests per client key hash (bounded)",

@@ -48,6 +48,9 @@ class Profile:
     forward_top_k: bool = False
     thought_signatures: bool = False
     cache_control: bool = False
+    # The reported prompt count leaves out tokens served from a cache (not the billing sense):
+    # a count under a third of the proxy's estimate is replaced by the estimate.
+    prompt_under_count: bool = False
     # Upstream dialect (docs/responses.md): the host serves the Responses API, the model
     # answers only there, and an explicit or learned choice ("auto" decides from the two).
     responses_api: bool = False
@@ -160,7 +163,16 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
     ),
     ("api.mistral.ai", {"name": "mistral", "tool_id_style": "mistral", **_HOSTED}),
     ("api.groq.com", {"name": "groq", **_HOSTED}),
-    ("*:11434", {"name": "ollama", "reasoning_echo": "reasoning", "local_server": True}),
+    # Ollama's prompt_eval_count counts only the tokens its KV cache did not already hold.
+    (
+        "*:11434",
+        {
+            "name": "ollama",
+            "reasoning_echo": "reasoning",
+            "local_server": True,
+            "prompt_under_count": True,
+        },
+    ),
     ("*:1234", {"name": "lmstudio", "local_server": True}),
     ("*:8080", {"name": "llama.cpp", "forward_top_k": True, "local_server": True}),
     ("*:30000", {"name": "sglang", "forward_top_k": True, "local_server": True}),

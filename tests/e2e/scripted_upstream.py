@@ -289,6 +289,52 @@ def scenario_overflow(conv: Conversation) -> Reply:
     return Reply(status=400, error=OVERFLOW_ERROR)
 
 
+WEB_SEARCH_QUERY = "python 3.13 free-threaded build"
+WEB_SEARCH_PROMPT_RE = re.compile(r"Perform a web search for the query:\s*(.+)", re.DOTALL)
+RESULT_TITLE_RE = re.compile(r"^\[1\] (.+)$", re.MULTILINE)
+RESULT_URL_RE = re.compile(r"^URL: (\S+)$", re.MULTILINE)
+
+
+def scenario_websearch(conv: Conversation) -> Reply:
+    """Claude Code's WebSearch tool, then an answer naming what the search returned."""
+    if conv.tool_rounds == 0:
+        return Reply("Let me search the web.", [Call("WebSearch", {"query": WEB_SEARCH_QUERY})])
+    return Reply("search answered: " + " | ".join(conv.last_results)[:2000])
+
+
+def web_search_request(body: dict[str, Any]) -> bool:
+    """Claude Code's WebSearch side request, as the proxy forwards it: the `web_search`
+    function it offers in place of Anthropic's server tool."""
+    names = [
+        (tool.get("function") or {}).get("name")
+        for tool in body.get("tools") or []
+        if isinstance(tool, dict)
+    ]
+    return "web_search" in names
+
+
+def web_search_reply(messages: list[dict[str, Any]]) -> Reply:
+    """The search "model": call `web_search` with the asked query, then summarise the result
+    the proxy sent back (its first title and URL)."""
+    results = [message_text(m) for m in messages if m.get("role") == "tool"]
+    if not results:
+        asked = next(
+            (
+                match.group(1).strip()
+                for m in messages
+                if m.get("role") == "user"
+                for match in [WEB_SEARCH_PROMPT_RE.search(message_text(m))]
+                if match
+            ),
+            "",
+        )
+        return Reply("", [Call("web_search", {"query": asked})])
+    title, url = RESULT_TITLE_RE.search(results[-1]), RESULT_URL_RE.search(results[-1])
+    if title is None or url is None:
+        return Reply(f"The search gave nothing usable: {results[-1][:300]}")
+    return Reply(f"The top result is {title.group(1)} at {url.group(1)}.")
+
+
 def scenario_long(conv: Conversation) -> Reply:
     """A long answer in hundreds of small chunks."""
     return Reply(LONG_ANSWER, sizes=(9, 4, 13, 7), pace=0.0005)
@@ -305,6 +351,7 @@ SCENARIOS: dict[str, Callable[[Conversation], Reply]] = {
     "rate_limit": scenario_rate_limit,
     "overflow": scenario_overflow,
     "long": scenario_long,
+    "websearch": scenario_websearch,
 }
 
 
@@ -574,6 +621,9 @@ class ScriptedUpstream(BackgroundApp):
         problem = deepseek_problem(body)
         if problem:
             return self._reject(rec, 400, problem)
+        if web_search_request(body):
+            rec.scenario, rec.status = "web_search", 200
+            return await self._answer(request, rec, web_search_reply(messages))
         if title_request(body):
             rec.scenario, rec.status = "title", 200
             reply = Reply(json.dumps({"title": "Scripted end-to-end session"}))

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from mock_search import MockSearch
+
 from .background import ConnectSink
 from .harness import (
     BIG,
@@ -42,6 +44,7 @@ from .scripted_upstream import (
     RATE_LIMITED_REQUESTS,
     REASONING_TURN_1,
     REASONING_TURN_2,
+    WEB_SEARCH_QUERY,
     ScriptedUpstream,
 )
 
@@ -52,13 +55,22 @@ APIS = ("chat", "responses")  # the proxy's UPSTREAM_API: every scenario runs on
 DYNAMIC_KEY = "sk-dynamic-e2e-0123456789abcdef"
 
 
+@pytest.fixture(scope="module")
+def searxng() -> Iterator[MockSearch]:
+    """A mock SearXNG the proxy searches with (WebSearch)."""
+    with MockSearch() as mock:
+        yield mock
+
+
 @pytest.fixture(
     scope="module",
     params=[(label, api) for label in LABELS for api in APIS],
     ids=lambda p: "-".join(p),
 )
 def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    searxng: MockSearch,
 ) -> Iterator[Stack]:
     """The CLI of one version, a scripted upstream and a proxy speaking one upstream dialect,
     shared by the module's tests."""
@@ -66,9 +78,10 @@ def stack(
     binary = install_cli(label)
     root = tmp_path_factory.mktemp(f"stack-{label}-{api}")
     capture = os.environ.get(CAPTURE_ENV)
+    search = {"WEB_SEARCH_BACKEND": "searxng", "WEB_SEARCH_URL": searxng.origin}
     with (
         ScriptedUpstream() as upstream,
-        run_proxy(proxy_env(upstream.base_url, UPSTREAM_API=api), root) as proxy,
+        run_proxy(proxy_env(upstream.base_url, UPSTREAM_API=api, **search), root) as proxy,
     ):
         yield Stack(label, binary, upstream, proxy, Path(capture) if capture else None, api)
 
@@ -377,3 +390,44 @@ def test_gateway_model_discovery(stack: Stack, tmp_path: Path) -> None:
     assert any("limit=1000" in a.path for a in listed), run.context()
     titles = [r for r in run.upstream if r.scenario == "title"]
     assert all(r.status == 200 for r in titles), run.context()
+
+
+def test_web_search(stack: Stack, searxng: MockSearch, tmp_path: Path) -> None:
+    """WebSearch works on a non-Anthropic model: the proxy runs the server tool against a
+    (mock) SearXNG and Claude Code gets the search and its results, not "Did 0 searches"."""
+    before = len(searxng.searches)
+    run = stack.run(
+        "websearch",
+        "search the web for what is new in python 3.13",
+        tmp_path,
+        # WebSearch is sent inline instead of behind ToolSearch.
+        env={"CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1"},
+    )
+    run.assert_clean()
+    run.assert_success(turns=2)
+    assert tool_names(run) == ["WebSearch"], run.context()
+    searches = searxng.searches[before:]
+    assert [s.query.get("q") for s in searches] == [WEB_SEARCH_QUERY], run.context()
+    # The side request Claude Code sent carried the server tool; the model got a function.
+    side = [
+        body
+        for body in run.chat
+        if any(
+            (t.get("function") or {}).get("name") == "web_search" for t in body.get("tools") or []
+        )
+    ]
+    assert len(side) == 2, run.context()  # the search call, then the answer from its result
+    (result,) = run.tool_results()
+    text = json.dumps(result.get("content"), ensure_ascii=False)
+    assert "https://docs.python.org/3/whatsnew/3.13.html" in text, run.context()
+    assert "What's New In Python 3.13" in text, run.context()
+    assert not result.get("is_error"), run.context()
+    # The structured tool result Claude Code renders ("Did 1 search"): one search with links.
+    structured = [e.get("tool_use_result") for e in run.events if e.get("type") == "user"]
+    searched = [r for r in structured if isinstance(r, dict) and "results" in r]
+    assert searched, run.context()
+    links = [r for r in searched[0]["results"] if not isinstance(r, str)]
+    assert len(links) == 1, run.context()
+    assert searched[0].get("searchCount", 1) == 1, run.context()
+    assert "Links:" in text, run.context()
+    assert "search answered:" in str(run.result.get("result")), run.context()

@@ -71,6 +71,8 @@ def test_claude_code_writes_a_file_from_a_call_written_as_text(
         "SMALL_MODEL": MODEL,
         "PROVIDER_PROFILES": str(profiles),
         "REQUEST_TIMEOUT": "900",
+        # Claude Code asks for 32k output tokens; a 0.5B model may ramble on after the result.
+        "MAX_TOKENS_LIMIT": "128",
         "LOG_LEVEL": "INFO",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",

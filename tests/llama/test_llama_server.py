@@ -232,9 +232,12 @@ def test_reply_the_server_cannot_parse_mid_stream(
             break
     else:
         pytest.skip("the model produced parseable replies this time; no mid-stream parse error")
-    # The SSE already started (200, message_start), so the failure must be an error event that
-    # closes cleanly: the validator has checked that every opened block was stopped first.
+    # The SSE already started (200, message_start), so the failure must be an error event. The
+    # validator has checked that text and thinking blocks were stopped first; a tool call the
+    # failure cut stays open, never closed with made-up arguments the client would run.
     assert stream.message is not None
+    if stream.left_open is not None:
+        assert stream.tool_uses[-1] is stream.left_open
     assert stream.error["type"] == "api_error"
     assert "does not match" in stream.error["message"] or "pars" in stream.error["message"]
 

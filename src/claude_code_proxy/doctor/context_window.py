@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import aiohttp
 
 from claude_code_proxy.doctor.context import Context
@@ -9,6 +12,7 @@ from claude_code_proxy.doctor.models import mapped_models
 from claude_code_proxy.providers import CapabilityTable
 from claude_code_proxy.windows import (
     CONFIGURED,
+    PROBE_TIMEOUT,
     Discovery,
     Window,
     configured_windows,
@@ -35,7 +39,9 @@ class ContextWindowCheck:
             table = CapabilityTable.from_file(s.provider_profiles)
             kind = table.profile(s.openai_base_url, wanted[0]).name
             discovery = Discovery(session, s, kind, ctx.key)
-            windows.update(await discovery.windows(wanted, listing=ctx.model_list))
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                found = discovery.windows(wanted, listing=ctx.model_list)
+                windows.update(await asyncio.wait_for(found, PROBE_TIMEOUT * 3))
         ctx.context_windows = {model: window.tokens for model, window in windows.items()}
         least = smallest(windows)
         if least is None:

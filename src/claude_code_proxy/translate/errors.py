@@ -265,13 +265,25 @@ def error_status(error: Any) -> int | None:
     return None
 
 
+def _says_overloaded(error: Any) -> bool:
+    """Whether an error object's code, type or status names an overload (`overloaded`,
+    `server_overloaded`, `model_overloaded`, `overloaded_error`)."""
+    if not isinstance(error, dict):
+        return False
+    return any(
+        isinstance(error.get(key), str) and "overload" in error[key].lower()
+        for key in ("code", "type", "status")
+    )
+
+
 def embedded_error(error: Any, *, prompt_tokens: int | None = None) -> ProxyError:
     """An `error` inside a 2xx body or stream chunk (OpenRouter, vLLM) as an Anthropic error.
 
-    Mapped by the error's own code like an HTTP error; an upstream failure (502 api_error)
-    when it names none.
+    Mapped by the error's own code like an HTTP error; one whose code or type says it is an
+    overload is `overloaded_error` (529), whatever number rides along, so the client backs off
+    and retries; an upstream failure (502 api_error) when it names nothing.
     """
-    status = error_status(error) or 502
+    status = 529 if _says_overloaded(error) else error_status(error) or 502
     try:
         body = orjson.dumps({"error": error})
     except TypeError:

@@ -37,6 +37,9 @@ _CARRIER_RE = re.compile(
     rf"toolu_([A-Za-z0-9]{{{_NONCE_LENGTH}}})([A-Za-z0-9]{{{_CHECK_LENGTH}}})([_-])([A-Za-z0-9_-]+)"
 )
 
+SERVER_TOOL_ID_PREFIX = "srvtoolu_"
+_SERVER_ID_RE = re.compile(r"[A-Za-z0-9_]+")
+
 ToolIdStyle = Literal["default", "mistral"]
 
 
@@ -62,7 +65,24 @@ def new_tool_use_id() -> str:
 
 def new_server_tool_id() -> str:
     """A fresh `srvtoolu_…` id for a server tool call the proxy runs (web search)."""
-    return "srvtoolu_" + _random_base62(24)
+    return SERVER_TOOL_ID_PREFIX + _random_base62(24)
+
+
+def server_tool_id(client_id: str) -> str:
+    """The `srvtoolu_…` id of a call the proxy runs (web search), made from the `toolu_…` id
+    the call got: it keeps the upstream id that one carries, when the srvtoolu pattern
+    (`^srvtoolu_[a-zA-Z0-9_]+$`, no `-`) allows; otherwise a fresh id."""
+    rest = client_id.removeprefix(CLIENT_TOOL_ID_PREFIX)
+    if rest != client_id and _SERVER_ID_RE.fullmatch(rest):
+        return SERVER_TOOL_ID_PREFIX + rest
+    return new_server_tool_id()
+
+
+def server_call_client_id(server_id: str) -> str:
+    """The `toolu_…` id a `server_tool_id` was made from, so its upstream id comes back."""
+    if server_id.startswith(SERVER_TOOL_ID_PREFIX):
+        return CLIENT_TOOL_ID_PREFIX + server_id[len(SERVER_TOOL_ID_PREFIX) :]
+    return server_id
 
 
 def new_request_id() -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from claude_code_proxy.translate.reasoning import DEFAULT_BUDGET_THRESHOLDS
+from claude_code_proxy.translate.web_search import WebSearchTool
 
 ReasoningParam = Literal[
     "none", "reasoning_effort", "openrouter", "deepseek", "chat_template_kwargs"
@@ -51,3 +52,5 @@ class TranslatedRequest:
     estimated_input_tokens: int = 0
     # Upstream tool name → the client's, for names the upstream's pattern forced us to change.
     tool_names: dict[str, str] = field(default_factory=dict)
+    # The web_search server tool the proxy runs for this request, if it carries one.
+    web_search: WebSearchTool | None = None

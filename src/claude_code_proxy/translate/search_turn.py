@@ -5,8 +5,9 @@ client sees a single message. `TurnStitcher` joins the Anthropic events of those
 
 * one `message_start` (the first call's); pings pass through;
 * block indexes run on across calls, contiguous from 0, blocks strictly one after another;
-* a `tool_use` block named `web_search` goes out as `server_tool_use` with a `srvtoolu_` id,
-  and its `web_search_tool_result` follows once the call has ended;
+* a `tool_use` block named `web_search` goes out as `server_tool_use` with a `srvtoolu_` id
+  (carrying the upstream's call id, as `toolu_` ids do: docs/tool-ids.md), and its
+  `web_search_tool_result` follows once the call has ended;
 * each call's `message_delta` / `message_stop` are held back; the turn ends with one
   `message_delta` whose usage sums the calls and counts the searches, then `message_stop`;
 * an `error` event passes through and ends the turn.
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from claude_code_proxy.translate.ids import new_message_id, new_server_tool_id
+from claude_code_proxy.translate.ids import new_message_id, server_tool_id
 from claude_code_proxy.translate.web_search import FUNCTION_NAME, WebSearchTool
 
 Event = dict[str, Any]
@@ -104,7 +105,7 @@ class TurnStitcher:
         if block.get("type") == "tool_use" and block.get("name") == FUNCTION_NAME:
             block = {
                 "type": "server_tool_use",
-                "id": new_server_tool_id(),
+                "id": server_tool_id(str(block.get("id", ""))),
                 "name": FUNCTION_NAME,
                 "input": {},
             }

@@ -1,7 +1,8 @@
 """Anthropic tool definitions and tool_choice, for upstreams that take function tools.
 
 Client tools (custom, and Anthropic-defined ones the client executes, like bash or the text
-editor) become function schemas; server tools the upstream cannot run are not forwarded.
+editor) become function schemas; the web_search server tool becomes the `web_search` function
+the proxy answers itself; other server tools the upstream cannot run are not forwarded.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from claude_code_proxy.translate.errors import RequestValidationError
 from claude_code_proxy.translate.ids import upstream_tool_name
 from claude_code_proxy.translate.options import TranslationOptions
 from claude_code_proxy.translate.schema import clean_schema
+from claude_code_proxy.translate.web_search import (
+    FUNCTION_NAME,
+    WebSearchTool,
+    function_spec,
+    is_web_search_tool,
+    web_search_tool,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +163,7 @@ def tool_specs(
         return [], set()
     if not isinstance(tools, list):
         raise RequestValidationError("tools: must be a list")
-    out = []
+    out: list[dict[str, Any]] = []
     declared: set[str] = set()
     for index, tool in enumerate(tools):
         if not isinstance(tool, dict):
@@ -176,6 +184,17 @@ def tool_specs(
                 raise RequestValidationError(f"tools.{index}.input_schema: must be an object")
         elif isinstance(kind, str) and kind.split("_20")[0] in CLIENT_TOOL_SCHEMAS:
             schema = CLIENT_TOOL_SCHEMAS[kind.split("_20")[0]]
+        elif is_web_search_tool(tool):
+            # The proxy runs this one itself (server_tools/web_search.py).
+            if any(
+                isinstance(t, dict) and t.get("name") == FUNCTION_NAME and t is not tool
+                for t in tools
+            ):
+                raise RequestValidationError(f"tools: tool names must be unique: {FUNCTION_NAME!r}")
+            offered = function_spec(web_search_tool([tool]) or WebSearchTool())
+            stats.text_chars += len(offered["description"]) + 200
+            out.append(offered)
+            continue
         elif isinstance(kind, str) and kind.startswith(SERVER_TOOL_PREFIXES):
             logger.info("server tool %r (%s) is not forwarded: upstreams cannot run it", name, kind)
             continue

@@ -24,8 +24,16 @@ def cached_tokens(usage: dict[str, Any]) -> int:
     )
 
 
-def anthropic_usage(usage: dict[str, Any] | None, *, fallback_input: int = 0) -> dict[str, Any]:
-    """Anthropic `input_tokens` excludes cache reads and writes; OpenAI's prompt includes them."""
+def anthropic_usage(
+    usage: dict[str, Any] | None, *, fallback_input: int = 0, under_counts: bool = False
+) -> dict[str, Any]:
+    """Anthropic `input_tokens` excludes cache reads and writes; OpenAI's prompt includes them.
+
+    The upstream's figures are reported as they are. `fallback_input` (the proxy's estimate of
+    the prompt) stands in only when no prompt count came, or, with `under_counts` (profiles
+    known to count only part of the prompt: Ollama, whose count leaves out the tokens found in
+    its KV cache), when the count is below a third of the estimate.
+    """
     if not isinstance(usage, dict):
         return {
             "input_tokens": fallback_input,
@@ -38,9 +46,11 @@ def anthropic_usage(usage: dict[str, Any] | None, *, fallback_input: int = 0) ->
     details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
     written = _int(details.get("cache_write_tokens")) if isinstance(details, dict) else 0
     output = _int(usage.get("completion_tokens")) or _int(usage.get("output_tokens"))
-    if fallback_input and prompt < fallback_input // UNDER_COUNT_RATIO:
-        # Nothing reported, or far too little (Ollama has counted only the tokens missing its
-        # KV cache): Claude Code's context meter and compaction need the real prompt size.
+    if fallback_input and (
+        not prompt or (under_counts and prompt < fallback_input // UNDER_COUNT_RATIO)
+    ):
+        # Nothing reported, or far too little from an upstream known to under-count: Claude
+        # Code's context meter and compaction need the real prompt size.
         prompt = fallback_input + cached + written
     result: dict[str, Any] = {
         "input_tokens": max(prompt - cached - written, 0),

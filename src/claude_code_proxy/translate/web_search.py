@@ -143,8 +143,9 @@ def _location(value: Any, where: str) -> UserLocation | None:
     return UserLocation(**fields)
 
 
-def function_definition(tool: WebSearchTool) -> dict[str, Any]:
-    """The OpenAI function the model is offered in place of the server tool."""
+def function_spec(tool: WebSearchTool) -> dict[str, Any]:
+    """The function the model is offered in place of the server tool (a dialect-neutral
+    `{name, description, parameters}` spec, as translate/tools.py builds them)."""
     description = (
         "Search the web for current information. Returns the most relevant pages, each "
         "with its title, URL, age when known, and an excerpt. Use it for recent events and "
@@ -161,15 +162,12 @@ def function_definition(tool: WebSearchTool) -> dict[str, Any]:
     if tool.max_uses is not None:
         description += f" At most {tool.max_uses} searches per answer."
     return {
-        "type": "function",
-        "function": {
-            "name": FUNCTION_NAME,
-            "description": description,
-            "parameters": {
-                "type": "object",
-                "properties": {"query": {"type": "string", "description": "The search query."}},
-                "required": ["query"],
-            },
+        "name": FUNCTION_NAME,
+        "description": description,
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string", "description": "The search query."}},
+            "required": ["query"],
         },
     }
 

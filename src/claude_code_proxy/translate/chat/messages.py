@@ -18,7 +18,11 @@ from claude_code_proxy.translate.content import (
     render_block_as_text,
 )
 from claude_code_proxy.translate.errors import RequestValidationError
-from claude_code_proxy.translate.ids import upstream_call_id, upstream_tool_id
+from claude_code_proxy.translate.ids import (
+    server_call_client_id,
+    upstream_call_id,
+    upstream_tool_id,
+)
 from claude_code_proxy.translate.options import TranslationOptions
 from claude_code_proxy.translate.parts import PartBuilder, text_part
 from claude_code_proxy.translate.reasoning import decode_signature
@@ -163,7 +167,7 @@ class MessageConverter(PartBuilder):
         for index, block in blocks(content, position):
             kind = block.get("type")
             if kind == "web_search_tool_result":
-                client_id = _id_text(block.get("tool_use_id", ""))
+                client_id = server_call_client_id(_id_text(block.get("tool_use_id", "")))
                 if client_id in part.pending:
                     self._emit_assistant(part)
                     part = _AssistantPart()
@@ -212,6 +216,8 @@ class MessageConverter(PartBuilder):
             )
         pending = part.pending
         client_id = _id_text(block.get("id") or f"call_{position}_{index}")
+        if block.get("type") == "server_tool_use":
+            client_id = server_call_client_id(client_id)
         call_id = self._tool_id(client_id)
         if call_id in pending.values() or client_id in pending:
             # Two calls of one turn with one upstream id (the upstream repeated it, or

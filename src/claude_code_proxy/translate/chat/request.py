@@ -21,6 +21,7 @@ from claude_code_proxy.translate.options import (
 from claude_code_proxy.translate.reasoning import requested_effort, supported_effort
 from claude_code_proxy.translate.structured import response_format
 from claude_code_proxy.translate.tools import function_tools, loaded_tools, tool_choice
+from claude_code_proxy.translate.web_search import web_search_tool
 
 __all__ = [
     "ReasoningEcho",
@@ -124,6 +125,7 @@ def translate_request(
         stop_sequences=stops,
         estimated_input_tokens=stats.estimated_tokens,
         tool_names={upstream: client for client, upstream in renamed.items()},
+        web_search=web_search_tool(body.get("tools")),
     )
 
 

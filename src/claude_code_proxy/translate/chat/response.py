@@ -38,6 +38,19 @@ def stop_reason(
     return "end_turn", None
 
 
+def matched_stop(choice: dict[str, Any]) -> str | None:
+    """The stop string the upstream says it hit: vLLM's `stop_reason`, SGLang's `matched_stop`.
+
+    Either may be null or a token id (an int) when no stop string matched: then None, and the
+    reply ends with `end_turn`: only what the upstream states is reported.
+    """
+    for key in ("stop_reason", "matched_stop"):
+        value = choice.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def reasoning_text(message: dict[str, Any]) -> str:
     """Reasoning as DeepSeek/SGLang/llama.cpp (`reasoning_content`) or vLLM/Ollama (`reasoning`)."""
     for key in ("reasoning_content", "reasoning"):
@@ -102,8 +115,11 @@ def translate_completion(
     stash_reasoning: bool = False,
     tool_names: dict[str, str] | None = None,
     rescue: RescueContext | None = None,
+    under_counts: bool = False,
 ) -> dict[str, Any]:
     """A non-streaming OpenAI response as an Anthropic `Message`.
+
+    `under_counts`: the upstream's prompt count leaves out cached tokens (usage.py).
 
     With `rescue`, tool calls the model wrote as text become `tool_use` blocks (rescue.py).
 
@@ -199,14 +215,15 @@ def translate_completion(
         )
 
     saw_tool = any(block["type"] == "tool_use" for block in content)
-    matched = choice.get("stop_reason", choice.get("matched_stop"))
     reason, sequence = stop_reason(
         finish,
         saw_tool_call=saw_tool,
-        matched_stop=matched,
+        matched_stop=matched_stop(choice),
         stop_sequences=stop_sequences,
     )
-    usage = anthropic_usage(completion.get("usage"), fallback_input=fallback_input_tokens)
+    usage = anthropic_usage(
+        completion.get("usage"), fallback_input=fallback_input_tokens, under_counts=under_counts
+    )
     if not usage["output_tokens"] and chars:
         usage["output_tokens"] = max(1, chars // 4)  # not reported: estimate, as the stream does
     return {

@@ -4,7 +4,9 @@ Invariants (protocol.md A.9, A.10, E.6, F): `message_start` first; exactly one c
 open at a time; indexes contiguous from 0; thinking ends with a `signature_delta`; tool
 input fragments always concatenate to a JSON object (or, when `max_tokens` cut the call, a
 valid prefix of one); `message_delta` carries cumulative usage and comes after the upstream's
-trailing usage chunk; `message_stop` last, or an `error` event instead.
+trailing usage chunk; `message_stop` last, or an `error` event instead. A tool_use block is
+closed only once its arguments arrived whole or the upstream said the reply is finished: a
+failure in the middle of the arguments ends the stream with `error` while the block is open.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from claude_code_proxy.translate.chat.response import (
     content_text,
     details_text,
     first_choice,
+    matched_stop,
     stop_reason,
     thought_signature,
 )
@@ -154,6 +157,7 @@ class StreamTranslator:
         stash_reasoning: bool = False,
         secrets: tuple[str, ...] = (),
         tool_names: dict[str, str] | None = None,
+        under_counts: bool = False,
         rescue: RescueContext | None = None,
     ) -> None:
         self.model = model
@@ -161,6 +165,7 @@ class StreamTranslator:
         self.input_tokens = input_tokens
         self.stop_sequences = tuple(stop_sequences)
         self.expect_usage = expect_usage
+        self.under_counts = under_counts  # the upstream's prompt count leaves out cached tokens
         self.finish_reason: str | None = None
         self.matched_stop: Any = None
         self.usage: dict[str, Any] | None = None
@@ -242,7 +247,7 @@ class StreamTranslator:
             if finish in ("error", "abort"):
                 return out + self.fail("api_error", f"upstream ended the generation ({finish})")
             self.finish_reason = str(finish)
-            self.matched_stop = choice.get("stop_reason", choice.get("matched_stop"))
+            self.matched_stop = matched_stop(choice)
             self._close_all(out)
         return out
 
@@ -259,7 +264,9 @@ class StreamTranslator:
             stop_sequences=self.stop_sequences,
         )
         self.stop_reason = reason
-        usage = anthropic_usage(self.usage, fallback_input=self.input_tokens)
+        usage = anthropic_usage(
+            self.usage, fallback_input=self.input_tokens, under_counts=self.under_counts
+        )
         if not usage["output_tokens"]:
             usage["output_tokens"] = max(1, self.output_chars // 4) if self.output_chars else 0
         out.append(
@@ -274,16 +281,28 @@ class StreamTranslator:
         return out
 
     def fail(self, error_type: str, message: str) -> list[Event]:
-        """End the stream with an `error` event (after closing the open block)."""
+        """End the stream with an `error` event, after closing the open block.
+
+        Except a tool call whose arguments the failure cut: its block stays open, as the
+        Anthropic API leaves it, so the client discards the turn. Closing it would make the
+        client run the call with repaired (truncated or empty) arguments.
+        """
         if self.ended:
             return []
         out: list[Event] = []
-        self._close_open(out, cut=False)
-        if self._held:
-            self._release_held(out)
+        call = self._open_call
+        if call is not None and not call.done_receiving:
+            logger.warning(
+                "upstream failed in tool call %s's arguments; leaving it open", call.name
+            )
+            self._held = []  # what came after the call belongs to the discarded turn
+        else:
             self._close_open(out, cut=False)
-        if self._give_up_rescue(out):
-            self._close_open(out, cut=False)
+            if self._held:
+                self._release_held(out)
+                self._close_open(out, cut=False)
+            if self._give_up_rescue(out):
+                self._close_open(out, cut=False)
         message = redact_secrets(message, self._secrets)
         out.append({"type": "error", "error": {"type": error_type, "message": message}})
         self.error_type = error_type

@@ -26,7 +26,7 @@ from claude_code_proxy.translate.content import (
     system_texts,
 )
 from claude_code_proxy.translate.errors import RequestValidationError
-from claude_code_proxy.translate.ids import upstream_call_id
+from claude_code_proxy.translate.ids import server_call_client_id, upstream_call_id
 from claude_code_proxy.translate.options import TranslatedRequest, TranslationOptions
 from claude_code_proxy.translate.parts import PartBuilder
 from claude_code_proxy.translate.reasoning import (
@@ -36,6 +36,8 @@ from claude_code_proxy.translate.reasoning import (
 )
 from claude_code_proxy.translate.structured import response_format
 from claude_code_proxy.translate.tools import loaded_tools, tool_choice, tool_name, tool_specs
+from claude_code_proxy.translate.web_search import FUNCTION_NAME as WEB_SEARCH_FUNCTION
+from claude_code_proxy.translate.web_search import result_text, web_search_tool
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +135,7 @@ def translate_request(
         stop_sequences=stops,
         estimated_input_tokens=stats.estimated_tokens,
         tool_names={upstream: client for client, upstream in renamed.items()},
+        web_search=web_search_tool(body.get("tools")),
     )
 
 
@@ -295,9 +298,23 @@ class InputBuilder(PartBuilder):
                 if isinstance(text, str) and text:
                     self.stats.text_chars += len(text)
                     texts.append({"type": "text", "text": text})
-            elif kind == "tool_use":
+            elif kind == "tool_use" or (
+                kind == "server_tool_use" and block.get("name") == WEB_SEARCH_FUNCTION
+            ):
                 flush_text()
                 calls.append(self._function_call(block, position, index))
+            elif kind == "web_search_tool_result":
+                # A search the proxy ran (docs/web-search.md): the output of its call.
+                result = result_text(block)
+                self.stats.text_chars += len(result)
+                client_id = server_call_client_id(str(block.get("tool_use_id", "")))
+                call_id = upstream_call_id(client_id)
+                if call_id in calls:
+                    flush_text()
+                    self.items.append(_output(call_id, result))
+                    calls.remove(call_id)
+                else:
+                    texts.append({"type": "text", "text": result})
             elif kind in ("thinking", "redacted_thinking"):
                 item = reasoning_item(block)
                 if item is not None and item["id"] not in self.reasoning_ids:
@@ -319,7 +336,10 @@ class InputBuilder(PartBuilder):
                 f"messages.{position}.content.{index}.name: a tool_use needs a name"
             )
         # The upstream's own call_id when the client's id carries it (docs/tool-ids.md).
-        call_id = upstream_call_id(block.get("id") or f"call_{position}_{index}")
+        client_id = block.get("id") or f"call_{position}_{index}"
+        if block.get("type") == "server_tool_use":
+            client_id = server_call_client_id(str(client_id))
+        call_id = upstream_call_id(client_id)
         tool_input = block.get("input")
         try:
             arguments = orjson.dumps(tool_input if tool_input is not None else {}).decode()
