@@ -13,9 +13,9 @@ from starlette.datastructures import Headers
 
 from claude_code_proxy.auth import client_key, upstream_key
 from claude_code_proxy.config import ConfigError, Settings, normalize_base_url
+from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.models import map_model
 from claude_code_proxy.translate.errors import ProxyError
-from claude_code_proxy.upstream import Upstream
 
 STATIC = {"OPENAI_API_KEY": "sk-upstream"}
 

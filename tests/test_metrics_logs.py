@@ -22,9 +22,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from claude_code_proxy.gateway.pool import key_id
 from claude_code_proxy.metrics import MAX_CLIENT_LABELS, OTHER_CLIENTS, Metrics
 from claude_code_proxy.observe import RequestRecord, finish
-from claude_code_proxy.pool import key_id
 from mock_upstream import (
     MockUpstream,
     completion,

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import claude_code_proxy.pool as pool_module
+import claude_code_proxy.gateway.pool as pool_module
 from claude_code_proxy.auth import upstream_key
 from claude_code_proxy.config import Settings
+from claude_code_proxy.gateway.pool import ClientPool, key_id
 from claude_code_proxy.metrics import Metrics
-from claude_code_proxy.pool import ClientPool, key_id
 from claude_code_proxy.translate.errors import ProxyError
 from mock_upstream import MockUpstream, sse_response, text_chunks
 from sse_validator import validate_anthropic_error, validate_anthropic_stream

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from claude_code_proxy.providers import (
+from claude_code_proxy.gateway.capabilities import (
     MODELS,
     PINNED,
     PROVIDERS,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from claude_code_proxy.providers import profile_for
+from claude_code_proxy.gateway.capabilities import profile_for
 from mock_upstream import MockUpstream, completion, json_response, sse_response, text_chunks
 from sse_validator import validate_anthropic_message, validate_anthropic_stream
 

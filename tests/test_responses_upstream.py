@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from claude_code_proxy.config import Settings
-from claude_code_proxy.providers import CapabilityTable
-from claude_code_proxy.upstream import responses_url
+from claude_code_proxy.gateway.capabilities import CapabilityTable
+from claude_code_proxy.gateway.upstream import responses_url
 from mock_responses import (
     RESPONSES_PATH,
     ResponseScript,

@@ -29,8 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from claude_code_proxy.app import create_app
 from claude_code_proxy.cli import banner, main
 from claude_code_proxy.config import ConfigError, Settings
+from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import MAX_MODEL_LABELS, OTHER_MODELS, Metrics
-from claude_code_proxy.upstream import Upstream
 from mock_upstream import MockUpstream, error_response, json_response
 from sse_validator import validate_anthropic_error, validate_anthropic_stream
 

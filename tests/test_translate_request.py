@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pypdf import PdfReader
 
-from claude_code_proxy.providers import profile_for
+from claude_code_proxy.gateway.capabilities import profile_for
 from claude_code_proxy.translate.chat.request import (
     TranslatedRequest,
     TranslationOptions,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from claude_code_proxy.providers import CapabilityTable
+from claude_code_proxy.gateway.capabilities import CapabilityTable
 from claude_code_proxy.translate.chat.messages import GEMINI_SKIP_SIGNATURE
 from claude_code_proxy.translate.chat.request import TranslationOptions, translate_request
 from claude_code_proxy.translate.errors import RequestValidationError

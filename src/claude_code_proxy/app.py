@@ -2,17 +2,18 @@
 
 Request flow: client request → auth → translate request → upstream → translate
 response or stream → client. Translation lives in `translate/`, upstream I/O in
-`upstream.py`, the messages exchange in `exchange.py`; this module wires them.
+`gateway/upstream.py`, the messages exchange in `gateway/exchange.py`; this module wires them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -31,21 +32,23 @@ from claude_code_proxy.asgi import CancelOnDisconnect, RequestIdMiddleware, star
 from claude_code_proxy.auth import client_key, upstream_key
 from claude_code_proxy.capture import Capture
 from claude_code_proxy.config import Settings
-from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, dialect_for
-from claude_code_proxy.exchange import Exchange
+from claude_code_proxy.config_file import gateway_of
+from claude_code_proxy.gateway.capabilities import CapabilityTable
+from claude_code_proxy.gateway.dispatch import Dispatcher
+from claude_code_proxy.gateway.exchange import Attempt, Exchange
+from claude_code_proxy.gateway.pool import key_id
+from claude_code_proxy.gateway.providers import Registry
+from claude_code_proxy.gateway.router import Target, tier_of
+from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import Metrics
-from claude_code_proxy.models import ALIASES, configured_models, map_model, mapped_model
+from claude_code_proxy.models import ALIASES
 from claude_code_proxy.observe import RequestRecord, finish
-from claude_code_proxy.pool import key_id
-from claude_code_proxy.providers import CapabilityTable, Profile
 from claude_code_proxy.server_tools.web_search import SearchTurn, WebSearch
-from claude_code_proxy.translate.chat.request import translate_request
 from claude_code_proxy.translate.chat.response import message_to_events
-from claude_code_proxy.translate.errors import ProxyError, RequestValidationError, error_body
+from claude_code_proxy.translate.errors import ProxyError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
-from claude_code_proxy.translate.options import TranslatedRequest, TranslationOptions
+from claude_code_proxy.translate.options import TranslatedRequest
 from claude_code_proxy.translate.sse import encode_events
-from claude_code_proxy.upstream import Upstream
 from claude_code_proxy.upstream_tokens import DIALECTS, UpstreamTokenizer
 from claude_code_proxy.windows import ContextWindows
 
@@ -92,18 +95,29 @@ class Proxy:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.metrics = Metrics(known_models=configured_models(settings))
-        self.table = CapabilityTable.from_file(settings.provider_profiles)
-        self.upstream = Upstream(settings, self.table, self.metrics)
-        self.windows = ContextWindows(settings, self.table)
-        self.tokenizer = UpstreamTokenizer(settings)
+        self.gateway = gateway_of(settings)
+        self.metrics = Metrics(known_models=(t.model for t in self.gateway.targets()))
+        self.registry = Registry(settings, self.metrics, self.gateway)
+        self.dispatcher = Dispatcher(settings, self.registry)
+        # Context windows and the upstream tokenizer speak to the environment's one provider;
+        # with a file the windows come from its [context_windows] (no discovery yet).
+        first = self.registry.first
+        windows_settings = (
+            settings
+            if self.gateway.path is None
+            else dataclasses.replace(first.settings, context_discovery=False)
+        )
+        self.windows = ContextWindows(windows_settings, first.table)
+        self.tokenizer = UpstreamTokenizer(first.settings)
         self.web_search = WebSearch(settings.web_search, self.metrics)
+        provider_keys = [k for p in self.gateway.providers for k in p.api_keys]
         secrets = [
             s
             for s in (
                 settings.openai_api_key,
                 settings.anthropic_api_key,
                 settings.web_search.api_key,
+                *provider_keys,
             )
             if s
         ]
@@ -112,6 +126,16 @@ class Proxy:
         )
         self.json_logs = settings.log_format == "json"
         self.warned_doubled_v1 = False
+
+    @property
+    def table(self) -> CapabilityTable:
+        """The first provider's capability table (the only one without a file)."""
+        return self.registry.first.table
+
+    @property
+    def upstream(self) -> Upstream:
+        """The first provider's upstream (the only one without a file)."""
+        return self.registry.first.upstream
 
     # ------------------------------------------------------------------ routes
 
@@ -150,7 +174,15 @@ class Proxy:
                 capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
             body = parse_json(raw)
             session = request.headers.get("x-claude-code-session-id")
-            translated, profile, dialect, switch = self._translate(body, session, record)
+            record.client_model = body.get("model", "") if isinstance(body, dict) else ""
+            if not isinstance(record.client_model, str):
+                record.client_model = ""
+            decision, first = self.dispatcher.plan(body, session)
+            record.route = decision.rule
+            record.provider, record.upstream_model = first.target.provider, first.target.model
+            record.stream = first.translated.stream
+            if len(decision.targets) == 1:  # with fallbacks, a larger window may follow
+                self._check_window(first)
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
             finish(record, self.metrics, json_logs=self.json_logs)
@@ -158,31 +190,24 @@ class Proxy:
                 capture.add("4-client-response", orjson.dumps(error.body()))
                 await capture.write()
             return _json_error(error)
-        if translated.max_tokens == 0:
+        if first.translated.max_tokens == 0:
             record.status = 200
             finish(record, self.metrics, json_logs=self.json_logs)
-            return self._empty_reply(translated)
+            return self._empty_reply(first.translated)
         exchange = Exchange(
             settings=self.settings,
-            upstream=self.upstream,
             metrics=self.metrics,
             record=record,
-            translated=translated,
-            profile=profile,
-            key=key,
+            decision=decision,
+            first=first,
+            prepare=lambda target: self.dispatcher.attempt(body, target, session),
+            client_key=key,
             capture=capture,
-            dialect=dialect,
-            switch=switch,
         )
-        if translated.web_search is not None:
+        if first.translated.web_search is not None:
             # The proxy runs the web_search server tool; follow-up calls translate the same way.
-            exchange.search = SearchTurn(self.web_search, translated.web_search, body)
-            exchange.retranslate = partial(
-                _retranslate,
-                upstream_model=record.upstream_model,
-                options=profile.options(max_tokens_limit=self.settings.max_tokens_limit),
-                session_id=session,
-            )
+            exchange.search = SearchTurn(self.web_search, first.translated.web_search, body)
+            exchange.retranslate = partial(self.dispatcher.retranslate, session_id=session)
         return CancelOnDisconnect(exchange.run, on_disconnect=exchange.client_disconnected)
 
     async def count_tokens(self, request: Request) -> Response:
@@ -203,8 +228,9 @@ class Proxy:
             finish(record, self.metrics, json_logs=self.json_logs)
             return _json_error(error)
         record.client_model = body["model"]
-        record.upstream_model = map_model(body["model"], self.settings)
-        count = await self._upstream_count(body, record.upstream_model, key)
+        decision = self.dispatcher.decide(body)
+        record.route, record.upstream_model = decision.rule, decision.first.model
+        count = await self._upstream_count(body, decision.first, key)
         if count is None:
             loop = asyncio.get_running_loop()
             count = await loop.run_in_executor(None, count_request_tokens, body)
@@ -260,9 +286,10 @@ class Proxy:
             if entry["id"] == model_id:
                 return JSONResponse(entry)
         # Any id /v1/messages would map (dated or future claude ids) exists for the client.
-        upstream_model = mapped_model(model_id, self.settings)
-        if upstream_model is not None:
-            return JSONResponse(_model_entry(model_id, f"{model_id} → {upstream_model}"))
+        decision = self.dispatcher.decide({"model": model_id})
+        if decision.rule != "passthrough":
+            shown = self._shown(decision.first)
+            return JSONResponse(_model_entry(model_id, f"{model_id} → {shown}"))
         return _json_error(ProxyError(404, "not_found_error", f"model {model_id!r} not found"))
 
     def doubled_v1(self, endpoint: Any) -> Any:
@@ -285,10 +312,13 @@ class Proxy:
     async def test_connection(self, request: Request) -> Response:
         """A tiny real request to SMALL_MODEL: proves URL, key and model all work."""
         try:
-            key = upstream_key(request.headers, self.settings)
-            model = self.settings.small_model
-            profile = self.table.profile(self.settings.openai_base_url, model)
-            api = profile.upstream_api(self.settings.upstream_api)
+            client = upstream_key(request.headers, self.settings)
+            target = self.dispatcher.decide({"model": "claude-haiku-4-5"}).first
+            provider = self.registry.provider_of(target)
+            model = target.model
+            key = provider.key(client) or client
+            profile = provider.profile(model)
+            api = profile.upstream_api(self.dispatcher.api_setting(provider))
             prompt = "Reply with the word ok."
             payload: dict[str, Any] = {"model": model}
             if api == "responses":
@@ -297,8 +327,8 @@ class Proxy:
                 payload["messages"] = [{"role": "user", "content": prompt}]
                 payload[profile.max_tokens_field] = 16
             started = time.perf_counter()
-            async with self.upstream.lease(key) as session:
-                response = await self.upstream.post_chat(session, payload, key, api=api)
+            async with provider.upstream.lease(key) as session:
+                response = await provider.upstream.post_chat(session, payload, key, api=api)
                 try:
                     data = orjson.loads(await response.read())
                 finally:
@@ -325,76 +355,66 @@ class Proxy:
 
     # ------------------------------------------------------------- internals
 
-    async def _upstream_count(self, body: dict[str, Any], model: str, key: str) -> int | None:
+    async def _upstream_count(self, body: dict[str, Any], target: Target, key: str) -> int | None:
         """The upstream tokenizer's count of the translated prompt, when it has one."""
-        profile = self.table.profile(self.settings.openai_base_url, model)
-        server = self.windows.server or profile.name
+        provider = self.registry.provider_of(target)
+        if provider is not self.registry.first:
+            return None  # the tokenizer speaks to the first provider only
+        server = self.windows.server or provider.profile(target.model).name
         if server not in DIALECTS:
             return None
         try:
-            translated = translate_request(
-                {**body, "max_tokens": 1, "stream": False},
-                upstream_model=model,
-                options=profile.options(max_tokens_limit=None),
+            attempt = self.dispatcher.attempt(
+                {**body, "max_tokens": 1, "stream": False}, target, None
             )
-        except RequestValidationError:
+        except ProxyError:
             return None
-        return await self.tokenizer.count(translated.payload, server, key)
-
-    def _model_entries(self) -> list[dict[str, Any]]:
-        s = self.settings
-        entries = [
-            _model_entry(alias, f"{label} → {getattr(s, attr)}") for alias, label, attr in ALIASES
-        ]
-        seen = {e["id"] for e in entries}
-        for alias, target in s.model_map.items():
-            if alias not in seen and not any(ch in alias for ch in "*?["):
-                seen.add(alias)
-                entries.append(_model_entry(alias, f"{alias} → {target}"))
-        for model in (s.big_model, s.middle_model, s.small_model):
-            if model not in seen:
-                seen.add(model)
-                entries.append(_model_entry(model, model))
-        return entries
-
-    def _translate(
-        self, body: Any, session: str | None, record: RequestRecord
-    ) -> tuple[TranslatedRequest, Profile, Dialect, Callable[[], TranslatedRequest] | None]:
-        """The translated request, its profile and dialect, and (UPSTREAM_API=auto on Chat
-        Completions) how to re-translate it for the Responses API should the model need it."""
-        model = body.get("model") if isinstance(body, dict) else None
-        upstream_model = map_model(model, self.settings) if isinstance(model, str) else ""
-        record.client_model, record.upstream_model = (
-            model if isinstance(model, str) else "",
-            upstream_model,
+        return await self.tokenizer.count(
+            attempt.translated.payload, server, provider.key(key) or key
         )
-        profile = self.table.profile(self.settings.openai_base_url, upstream_model)
-        options = profile.options(max_tokens_limit=self.settings.max_tokens_limit)
-        dialect = dialect_for(profile, self.settings.upstream_api)
 
-        def translate(target: Dialect) -> TranslatedRequest:
-            return target.translate_request(
-                body, upstream_model=upstream_model, options=options, session_id=session
-            )
-
-        try:
-            translated = translate(dialect)
-        except RequestValidationError as exc:
-            raise ProxyError(400, "invalid_request_error", str(exc)) from None
-        record.stream = translated.stream
-        window = self.windows.window(upstream_model)
-        if window is not None and translated.estimated_input_tokens > window.tokens:
-            # Known not to fit: the error Claude Code compacts on, without the upstream call.
+    def _check_window(self, attempt: Attempt) -> None:
+        """Known not to fit: the error Claude Code compacts on, without the upstream call."""
+        target, tokens = attempt.target, attempt.translated.estimated_input_tokens
+        limit = attempt.provider.context_window(target.model)
+        if limit is None and attempt.provider is self.registry.first:
+            window = self.windows.window(target.model)
+            limit = window.tokens if window is not None else None
+        if limit is not None and tokens > limit:
             raise ProxyError(
                 400,
                 "invalid_request_error",
-                f"prompt is too long: {translated.estimated_input_tokens} tokens > "
-                f"{window.tokens} maximum",
+                f"prompt is too long: {tokens} tokens > {limit} maximum",
             )
-        switch = None
-        if dialect is CHAT and self.settings.upstream_api == "auto":
-            switch = partial(translate, RESPONSES)
-        return translated, profile, dialect, switch
+
+    def _shown(self, target: Target) -> str:
+        """`provider/model` with a file; the bare model for the environment's one provider."""
+        return str(target) if self.gateway.path is not None else target.model
+
+    def _model_entries(self) -> list[dict[str, Any]]:
+        """The claude aliases, every `[models]` id (not the globs) and every target."""
+        routing = self.gateway.routing
+        entries = [
+            _model_entry(alias, f"{label} → {self._shown(routing.tier(str(tier_of(alias)))[0])}")
+            for alias, label, _ in ALIASES
+            if routing.tier(str(tier_of(alias)))
+        ]
+        seen = {e["id"] for e in entries}
+        for alias, targets in routing.models:
+            if alias not in seen and not any(ch in alias for ch in "*?["):
+                seen.add(alias)
+                entries.append(_model_entry(alias, f"{alias} → {self._shown(targets[0])}"))
+        listed = (
+            self.gateway.targets()
+            if self.gateway.path is not None
+            else [t for tier in (routing.opus, routing.sonnet, routing.haiku) for t in tier]
+        )
+        for target in listed:  # the environment lists BIG/MIDDLE/SMALL_MODEL, as before
+            shown = self._shown(target)
+            if shown not in seen:
+                seen.add(shown)
+                entries.append(_model_entry(shown, shown))
+        return entries
 
     def _empty_reply(self, translated: TranslatedRequest) -> Response | CancelOnDisconnect:
         """`max_tokens: 0` (cache pre-warm) generates nothing: no upstream call at all."""
@@ -422,19 +442,6 @@ class Proxy:
             await send({"type": "http.response.body", "body": body})
 
         return CancelOnDisconnect(work)
-
-
-def _retranslate(
-    dialect: Dialect,
-    body: dict[str, Any],
-    *,
-    upstream_model: str,
-    options: TranslationOptions,
-    session_id: str | None,
-) -> TranslatedRequest:
-    return dialect.translate_request(
-        body, upstream_model=upstream_model, options=options, session_id=session_id
-    )
 
 
 def _model_entry(model_id: str, display_name: str) -> dict[str, Any]:
@@ -485,14 +492,14 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await proxy.upstream.start()
+        await proxy.registry.start()
         proxy.windows.start()
         try:
             yield
         finally:
             await proxy.windows.stop()
             await proxy.tokenizer.close()
-            await proxy.upstream.close()
+            await proxy.registry.close()
             await proxy.web_search.close()
 
     routes = [

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 
 from claude_code_proxy.config import ANY_KEY_PATTERN, DEFAULT_CLIENT_KEY_PATTERN, Settings
-from claude_code_proxy.providers import profile_for
+from claude_code_proxy.gateway.capabilities import profile_for
 from claude_code_proxy.translate.errors import ProxyError
 
 
@@ -30,22 +30,21 @@ def _matches(candidate: str, expected: str) -> bool:
 
 
 def upstream_key(headers: Mapping[str, str], settings: Settings) -> str:
-    """Authenticate the client and return the key to use upstream; raises 401 otherwise."""
+    """Authenticate the client and return the key to use upstream; raises 401 otherwise.
+
+    With a configuration file the result is the key forwarded to providers that have none
+    of their own ("" when there is nothing to forward: the client sent the proxy's secret).
+    """
     key = client_key(headers)
-    if settings.openai_api_key is not None:
-        expected = settings.anthropic_api_key
-        if expected is not None:
-            candidates = [key] if key else []
-            bearer = headers.get("authorization", "")
-            if bearer.lower().startswith("bearer "):
-                candidates.append(bearer[7:].strip())
-            if not any(_matches(c, expected) for c in candidates if c):
-                raise ProxyError(
-                    401,
-                    "authentication_error",
-                    "invalid API key: send the proxy's ANTHROPIC_API_KEY as x-api-key "
-                    "or Authorization: Bearer",
-                )
+    gateway = settings.gateway
+    if gateway is not None and gateway.has_own_keys:
+        if settings.anthropic_api_key is not None:
+            _check_secret(headers, key, settings.anthropic_api_key)
+            return ""
+        return key or ""
+    if settings.openai_api_key is not None and gateway is None:
+        if settings.anthropic_api_key is not None:
+            _check_secret(headers, key, settings.anthropic_api_key)
         return settings.openai_api_key
     if not key:
         raise ProxyError(
@@ -62,6 +61,21 @@ def upstream_key(headers: Mapping[str, str], settings: Settings) -> str:
             "set CLIENT_KEY_PATTERN=any for providers that accept any key)",
         )
     return key
+
+
+def _check_secret(headers: Mapping[str, str], key: str | None, expected: str) -> None:
+    """The client must send the proxy's ANTHROPIC_API_KEY (either header)."""
+    candidates = [key] if key else []
+    bearer = headers.get("authorization", "")
+    if bearer.lower().startswith("bearer "):
+        candidates.append(bearer[7:].strip())
+    if not any(_matches(c, expected) for c in candidates if c):
+        raise ProxyError(
+            401,
+            "authentication_error",
+            "invalid API key: send the proxy's ANTHROPIC_API_KEY as x-api-key "
+            "or Authorization: Bearer",
+        )
 
 
 def key_pattern(settings: Settings) -> str:

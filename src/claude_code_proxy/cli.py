@@ -29,6 +29,7 @@ from dotenv import dotenv_values, find_dotenv
 
 from claude_code_proxy import __version__
 from claude_code_proxy.config import ConfigError, Settings, configure_logging
+from claude_code_proxy.config_file import CONFIG_ENV, gateway_of
 from claude_code_proxy.doctor import (
     DEFAULT_TIMEOUT,
     Check,
@@ -52,7 +53,7 @@ from claude_code_proxy.launcher import (
     signal_handlers,
 )
 from claude_code_proxy.logs import TEXT_FORMAT, JsonFormatter, json_line
-from claude_code_proxy.windows import ContextWindows, client_env
+from claude_code_proxy.windows import CONFIGURED, ContextWindows, Window, client_env
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -66,6 +67,14 @@ SECRET_PARAM = re.compile(r"key|token|secret|sig|pass|auth", re.IGNORECASE)
 #: (flag, parameter name, environment variable, click type, help). Values stay strings: the
 #: settings validate them as they do the variables, so an error names the variable.
 ENV_FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
+    (
+        "--config",
+        "config",
+        CONFIG_ENV,
+        click.Path(exists=True, dir_okay=False),
+        "Providers and routes file (CLAUDE_CODE_PROXY_CONFIG, default ./claude-code-proxy.toml "
+        "if present); see docs/routing.md.",
+    ),
     ("--host", "host", "HOST", str, "Address to listen on (HOST, default 127.0.0.1)."),
     ("--port", "port", "PORT", str, "Port to listen on (PORT, default 8082)."),
     (
@@ -132,9 +141,12 @@ def _flag_values(ctx: click.Context, options: Mapping[str, Any]) -> dict[str, An
 
 
 def _overrides(flags: Mapping[str, Any]) -> dict[str, str]:
-    return {
+    overrides = {
         env: str(flags[param]) for _, param, env, _, _ in ENV_FLAGS if flags.get(param) is not None
     }
+    if CONFIG_ENV in overrides:  # workers and `run`'s proxy may start elsewhere
+        overrides[CONFIG_ENV] = str(Path(overrides[CONFIG_ENV]).resolve())
+    return overrides
 
 
 def read_dotenv(env_file: Path | None = None) -> dict[str, str]:
@@ -206,6 +218,20 @@ def _shown_upstream(settings: Settings) -> str:
     return settings.openai_base_url + ("?" + "&".join(params) if params else "")
 
 
+def _gateway_banner(settings: Settings) -> list[str]:
+    """The providers and routes of a configuration file, for the banner."""
+    from claude_code_proxy.gateway.describe import provider_line, targets_text
+
+    gateway = gateway_of(settings)
+    table = gateway.routing
+    lines = [f"  config file    {gateway.path}"]
+    lines += [f"  provider       {provider_line(p)}" for p in gateway.providers]
+    tiers = "  ".join(f"{t}→{targets_text(table.tier(t))}" for t in ("opus", "sonnet", "haiku"))
+    lines.append(f"  routes         {tiers}")
+    lines.append("                 `claude-code-proxy routes` shows every rule")
+    return lines
+
+
 def banner(settings: Settings, *, workers: int = 1) -> str:
     """What the proxy will do, with keys masked and the exact line to start Claude Code."""
     s = settings
@@ -228,15 +254,22 @@ def banner(settings: Settings, *, workers: int = 1) -> str:
             "(publish the port on 127.0.0.1 only, or set ANTHROPIC_API_KEY)"
         )
     origin = http_origin(s.host, s.port)
+    if s.gateway is not None:
+        upstream = _gateway_banner(s)
+        upstream.append(f"  client key     {client}")
+    else:
+        upstream = [
+            f"  upstream       {_shown_upstream(s)}"
+            + (f" (Azure api-version {s.azure_api_version})" if s.azure_api_version else ""),
+            f"  key mode       {mode}",
+            f"  upstream key   {mask_key(s.openai_api_key)}",
+            f"  client key     {client}",
+            f"  models         opus→{s.big_model}  sonnet→{s.middle_model}  haiku→{s.small_model}",
+            "                 other claude-* ids→BIG_MODEL; any other id is passed through",
+        ]
     lines = [
         f"claude-code-proxy {__version__}",
-        f"  upstream       {_shown_upstream(s)}"
-        + (f" (Azure api-version {s.azure_api_version})" if s.azure_api_version else ""),
-        f"  key mode       {mode}",
-        f"  upstream key   {mask_key(s.openai_api_key)}",
-        f"  client key     {client}",
-        f"  models         opus→{s.big_model}  sonnet→{s.middle_model}  haiku→{s.small_model}",
-        "                 other claude-* ids→BIG_MODEL; any other id is passed through",
+        *upstream,
         f"  max tokens     {s.max_tokens_limit or 'as requested by the client'}",
         f"  timeouts       request {s.request_timeout:g}s, connect {s.connect_timeout:g}s",
         f"  listening on   http://{s.host}:{s.port or '(a free port)'}"
@@ -479,6 +512,52 @@ def doctor(ctx: click.Context, /, no_chat: bool, timeout: float, **options: Any)
     sys.exit(1 if checker.failed else 0)
 
 
+@main.command(context_settings=CONTEXT, short_help="Show the routing table or one decision.")
+@proxy_options
+@click.argument("model", required=False)
+@click.option(
+    "--tokens",
+    type=click.IntRange(min=0),
+    default=0,
+    help="The request's size in tokens (long_context).",
+)
+@click.option("--image", is_flag=True, help="The request carries an image.")
+@click.option("--web-search", is_flag=True, help="The request carries a web_search tool.")
+@click.pass_context
+def routes(
+    ctx: click.Context,
+    /,
+    model: str | None,
+    tokens: int,
+    image: bool,
+    web_search: bool,
+    **options: Any,
+) -> None:
+    """Print the resolved routing table, or where a request for MODEL would go.
+
+    \b
+    Examples:
+      claude-code-proxy routes
+      claude-code-proxy routes claude-sonnet-4-5 --tokens 80000
+      claude-code-proxy routes claude-haiku-4-5 --image
+    """
+    from claude_code_proxy.gateway.describe import decision_lines, routes_lines
+    from claude_code_proxy.gateway.router import RequestFacts, route
+
+    flags = _flag_values(ctx, options)
+    try:
+        settings = load_settings(_overrides(flags), flags.get("env_file"))
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    gateway = gateway_of(settings)
+    if model is None:
+        click.echo("\n".join(routes_lines(gateway)))
+        return
+    facts = RequestFacts(model, tokens, has_image=image, has_web_search=web_search)
+    click.echo("\n".join(decision_lines(model, route(gateway.routing, facts))))
+
+
 @main.command(
     context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False}
 )
@@ -596,16 +675,24 @@ def run(
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_CONFIG)
         base_url = proxy.base_url
-        click.echo(
-            f"claude-code-proxy: {settings.openai_base_url} (opus→{settings.big_model}, "
-            f"sonnet→{settings.middle_model}, haiku→{settings.small_model}) on {base_url}",
-            err=True,
-        )
+        if settings.gateway is not None:
+            where = f"routes from {settings.gateway.path}"
+        else:
+            where = (
+                f"{settings.openai_base_url} (opus→{settings.big_model}, "
+                f"sonnet→{settings.middle_model}, haiku→{settings.small_model})"
+            )
+        click.echo(f"claude-code-proxy: {where} on {base_url}", err=True)
     env, notes = child_environment(parent_env, base_url=base_url, key=key, auth_token=auth_token)
     for note in notes:
         click.echo(f"claude-code-proxy: {note}", err=True)
     # Claude Code compacts by the window it believes in: tell it the real one.
-    if proxy is not None:  # ours: its own background discovery finds them
+    if settings.gateway is not None:  # a configuration file: its [context_windows]
+        windows = {
+            target: Window(tokens, "[context_windows]", CONFIGURED)
+            for target, tokens in settings.gateway.context_windows.items()
+        }
+    elif proxy is not None:  # ours: its own background discovery finds them
         windows = proxy.app.state.proxy.windows.wait_known(RUN_DISCOVERY_WAIT)
     else:
         windows = asyncio.run(ContextWindows(settings).collect(RUN_DISCOVERY_WAIT / 3))

@@ -11,7 +11,11 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from claude_code_proxy.config_file import GatewayConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_CLIENT_KEY_PATTERN = r"^sk-\S+$"
@@ -140,6 +144,9 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     # Explicit client model id (or glob pattern) → upstream model, checked before BIG/MIDDLE/SMALL.
     model_map: dict[str, str] = field(default_factory=dict)
+    #: The configuration file's providers and routes (None: the environment's one provider;
+    #: `config_file.gateway_of` gives either). See docs/routing.md.
+    gateway: GatewayConfig | None = None
     # Upstream dialect: Chat Completions, the Responses API, or chosen per model (docs/responses.md).
     upstream_api: str = "auto"
     # Context windows (tokens): for every model, and per tier (BIG/MIDDLE/SMALL); they beat
@@ -152,10 +159,21 @@ class Settings:
     @property
     def dynamic_keys(self) -> bool:
         """No server key: every client's own key is used upstream."""
+        if self.gateway is not None:
+            return not self.gateway.has_own_keys
         return self.openai_api_key is None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """The environment's settings, with the configuration file (if any) loaded on them."""
+        from claude_code_proxy.config_file import load_for
+
+        settings = load_for(cls._from_env(env), env)
+        settings.check_exposure()
+        return settings
+
+    @classmethod
+    def _from_env(cls, env: Mapping[str, str]) -> Settings:
         def get(name: str) -> str | None:
             value = env.get(name)
             if value is None:
@@ -168,7 +186,7 @@ class Settings:
         base_query, url_version = split_base_query(base_url)
         # An Azure URL copied from the portal carries `?api-version=`; AZURE_API_VERSION wins.
         azure_version = get("AZURE_API_VERSION") or url_version
-        settings = cls(
+        return cls(
             openai_api_key=get("OPENAI_API_KEY"),
             openai_base_url=normalize_base_url(base_url, azure=azure_version is not None),
             openai_base_query=base_query,
@@ -223,8 +241,6 @@ class Settings:
             or _bool(get("CONTEXT_DISCOVERY"), "CONTEXT_DISCOVERY"),
             web_search=WebSearchSettings.from_env(env),
         )
-        settings.check_exposure()
-        return settings
 
     def check_exposure(self) -> None:
         """Refuse to become an open relay that spends the owner's key for anyone."""
@@ -234,8 +250,9 @@ class Settings:
             return
         if _is_name(self.host) and _resolves_to_loopback(self.host):
             return  # a name for this machine only, e.g. ip6-localhost
+        keys = "a provider has its own key" if self.gateway is not None else "OPENAI_API_KEY is set"
         raise ConfigError(
-            f"HOST={self.host} listens beyond this machine, OPENAI_API_KEY is set and "
+            f"HOST={self.host} listens beyond this machine, {keys} and "
             "ANTHROPIC_API_KEY is not: anyone who can reach the port would spend your "
             "upstream key. Set ANTHROPIC_API_KEY to a secret clients must send, or "
             "HOST=127.0.0.1, or ALLOW_UNAUTHENTICATED=true if this is intended."
@@ -246,7 +263,11 @@ class Settings:
         anyone who reaches the port use the upstream through this machine: say so."""
         if not self.dynamic_keys or is_loopback(self.host) or self.allow_unauthenticated:
             return None
-        upstream = urlsplit(self.openai_base_url).hostname
+        upstream = (
+            "the configured providers"
+            if self.gateway is not None
+            else urlsplit(self.openai_base_url).hostname
+        )
         ignored = (
             " (ANTHROPIC_API_KEY is not checked in this mode)" if self.anthropic_api_key else ""
         )

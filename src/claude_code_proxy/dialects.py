@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from claude_code_proxy.providers import Profile
+from claude_code_proxy.gateway.capabilities import Profile
 from claude_code_proxy.translate.chat.request import translate_request as chat_request
 from claude_code_proxy.translate.chat.response import translate_completion
 from claude_code_proxy.translate.chat.stream import StreamTranslator

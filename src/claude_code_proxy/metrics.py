@@ -81,6 +81,18 @@ class Metrics:
         self.retries = Counter(
             "ccp_upstream_retries", "Upstream requests retried", registry=registry
         )
+        self.provider_requests = Counter(
+            "ccp_provider_requests",
+            "Messages requests by the provider that served (or failed) them",
+            ["provider", "status"],
+            registry=registry,
+        )
+        self.route_fallbacks = Counter(
+            "ccp_route_fallbacks",
+            "A route's target failed before any byte reached the client; the next was tried",
+            ["from", "to", "reason"],
+            registry=registry,
+        )
         self.web_searches = Counter(
             "ccp_web_searches",
             "Web searches the proxy ran for the web_search server tool, by outcome",

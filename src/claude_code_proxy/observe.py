@@ -37,6 +37,11 @@ class RequestRecord:
     stop_reason: str | None = None
     #: The client went away before the reply was complete (Esc): status 499, not an error.
     cancelled: bool = False
+    provider: str = ""
+    #: The router's deciding rule (docs/routing.md).
+    route: str = ""
+    #: Targets that failed before the one that served, as `provider/model:reason`.
+    tried: list[str] = field(default_factory=list)
 
     def upstream_answered(self) -> None:
         if self.upstream_at is None:
@@ -62,6 +67,9 @@ class RequestRecord:
             "endpoint": self.endpoint,
             "model": self.client_model,
             "upstream_model": self.upstream_model,
+            "provider": self.provider or None,
+            "route": self.route or None,
+            "tried": ",".join(self.tried) or None,
             "stream": self.stream,
             "status": self.status,
             "error": self.error_type,
@@ -104,5 +112,7 @@ def finish(record: RequestRecord, metrics: Metrics | None, *, json_logs: bool) -
         metrics.tokens.labels(model, "output").inc(record.output_tokens)
     if record.cached_tokens:
         metrics.tokens.labels(model, "cached").inc(record.cached_tokens)
+    if record.provider:
+        metrics.provider_requests.labels(record.provider, str(record.status)).inc()
     if record.client:
         metrics.client_requests.labels(metrics.client_label(record.client)).inc()

@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 
 from claude_code_proxy.config import Settings
-from claude_code_proxy.providers import CapabilityTable
-from claude_code_proxy.upstream import models_url, upstream_headers
+from claude_code_proxy.gateway.capabilities import CapabilityTable
+from claude_code_proxy.gateway.upstream import models_url, upstream_headers
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import aiohttp
 from claude_code_proxy.doctor.context import Context
 from claude_code_proxy.doctor.model_list import model_ids
 from claude_code_proxy.doctor.replies import error_text
+from claude_code_proxy.gateway.upstream import models_url, upstream_headers
 from claude_code_proxy.launcher import mask_key
-from claude_code_proxy.upstream import models_url, upstream_headers
 
 MAX_BODY = 1024 * 1024
 
@@ -38,7 +38,9 @@ class AuthenticationCheck:
         headers = upstream_headers(ctx.settings, ctx.key)
         headers.pop("content-type")
         url = models_url(ctx.settings)
-        label = "OPENAI_API_KEY" if not ctx.settings.dynamic_keys else "client key"
+        label = ctx.key_label or (
+            "OPENAI_API_KEY" if not ctx.settings.dynamic_keys else "client key"
+        )
         try:
             async with session.get(url, headers=headers, allow_redirects=False) as response:
                 status = response.status

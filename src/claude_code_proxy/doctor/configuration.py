@@ -7,6 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 from claude_code_proxy.config import Settings
 from claude_code_proxy.doctor.context import Context
 from claude_code_proxy.doctor.report import Check
+from claude_code_proxy.gateway.describe import targets_text
 from claude_code_proxy.launcher import is_loopback_host, mask_key
 
 
@@ -76,20 +77,28 @@ class ConfigurationCheck:
 
     def run(self, ctx: Context) -> None:
         s = ctx.settings
-        mode = "static" if not s.dynamic_keys else "dynamic"
-        key = (
-            f"upstream key OPENAI_API_KEY={mask_key(s.openai_api_key)}"
-            if not s.dynamic_keys
-            else f"clients' keys go upstream (doctor uses {mask_key(ctx.key)})"
-        )
-        ctx.add(
-            "configuration",
-            "PASS",
-            f"{mode} mode, {key}, upstream {s.openai_base_url}, "
-            f"opus→{s.big_model} sonnet→{s.middle_model} haiku→{s.small_model}",
-        )
+        if s.gateway is not None:
+            table = s.gateway.routing
+            tiers = " ".join(
+                f"{t}→{targets_text(table.tier(t))}" for t in ("opus", "sonnet", "haiku")
+            )
+            names = ", ".join(p.name for p in s.gateway.providers)
+            ctx.add("configuration", "PASS", f"{s.gateway.path}: providers {names}; {tiers}")
+        else:
+            mode = "static" if not s.dynamic_keys else "dynamic"
+            key = (
+                f"upstream key OPENAI_API_KEY={mask_key(s.openai_api_key)}"
+                if not s.dynamic_keys
+                else f"clients' keys go upstream (doctor uses {mask_key(ctx.key)})"
+            )
+            ctx.add(
+                "configuration",
+                "PASS",
+                f"{mode} mode, {key}, upstream {s.openai_base_url}, "
+                f"opus→{s.big_model} sonnet→{s.middle_model} haiku→{s.small_model}",
+            )
         client_url = ctx.environ.get("ANTHROPIC_BASE_URL", "").strip().rstrip("/")
-        problems = config_problems(s)
+        problems = config_problems(s) if s.gateway is None else []
         ctx.base_url_doubled = any(check.name == "base URL" for check in problems)
         if client_url.endswith("/v1"):
             problems.insert(

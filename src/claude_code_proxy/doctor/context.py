@@ -32,6 +32,10 @@ class Context:
     model_list: Any = None
     #: Context windows (tokens) by model id, configured or discovered.
     context_windows: dict[str, int] = field(default_factory=dict)
+    #: (label, upstream model) to check; None: BIG/MIDDLE/SMALL_MODEL and MODEL_MAP.
+    models: list[tuple[str, str]] | None = None
+    #: How the key is named in messages; None: OPENAI_API_KEY or "client key".
+    key_label: str | None = None
 
     def __post_init__(self) -> None:
         self.key = self.key or self.settings.openai_api_key or client_key(self.settings)

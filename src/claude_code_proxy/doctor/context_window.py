@@ -9,7 +9,7 @@ import aiohttp
 
 from claude_code_proxy.doctor.context import Context
 from claude_code_proxy.doctor.models import mapped_models
-from claude_code_proxy.providers import CapabilityTable
+from claude_code_proxy.gateway.capabilities import CapabilityTable
 from claude_code_proxy.windows import (
     CONFIGURED,
     PROBE_TIMEOUT,

@@ -15,7 +15,10 @@ MAX_LISTED = 25
 
 
 def mapped_models(ctx: Context) -> list[tuple[str, str]]:
-    """(label, upstream model) for BIG/MIDDLE/SMALL and any MODEL_MAP entries."""
+    """(label, upstream model) for BIG/MIDDLE/SMALL and any MODEL_MAP entries (or the
+    routes of one provider of a configuration file)."""
+    if ctx.models is not None:
+        return list(ctx.models)
     mapped = [(var, str(getattr(ctx.settings, attr))) for var, attr, _ in MODEL_VARS]
     mapped.extend((f"MODEL_MAP {k}", v) for k, v in ctx.settings.model_map.items())
     return mapped
@@ -45,7 +48,11 @@ class ModelsCheck:
                 shown = ", ".join(available[:MAX_LISTED])
                 if len(available) > MAX_LISTED:
                     shown += f" … and {len(available) - MAX_LISTED} more"
-                fix = f"set {label.split()[0]} to one of the available models"
+                fix = (
+                    f"set {label.split()[0]} to one of the available models"
+                    if ctx.models is None
+                    else f"change {label} in the configuration file to an available model"
+                )
                 if label == "MIDDLE_MODEL" and not ctx.environ.get("MIDDLE_MODEL"):
                     fix += "; MIDDLE_MODEL is unset, so it follows BIG_MODEL"
                 if ctx.port == 11434:

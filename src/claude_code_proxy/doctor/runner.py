@@ -16,6 +16,7 @@ from claude_code_proxy.doctor.configuration import ConfigurationCheck
 from claude_code_proxy.doctor.context import DEFAULT_TIMEOUT, Context
 from claude_code_proxy.doctor.context_window import ContextWindowCheck
 from claude_code_proxy.doctor.models import MODEL_VARS, ModelsCheck
+from claude_code_proxy.doctor.providers import ProviderSections
 from claude_code_proxy.doctor.reachability import ReachabilityCheck
 from claude_code_proxy.doctor.reasoning import ReasoningCheck
 from claude_code_proxy.doctor.report import Check, Report
@@ -51,7 +52,11 @@ class Doctor:
     def run(self) -> list[Check]:
         ConfigurationCheck().run(self.ctx)
         ClaudeSettingsCheck().run(self.ctx)
-        asyncio.run(self.network())
+        gateway = self.ctx.settings.gateway
+        if gateway is None:
+            asyncio.run(self.network())
+        else:
+            asyncio.run(ProviderSections(self.ctx, gateway).run())
         return self.results
 
     async def network(self) -> None:

@@ -1,7 +1,10 @@
-"""One `/v1/messages` exchange: upstream call, translated reply, observation.
+"""One `/v1/messages` exchange: walk the route's targets, then the translated reply.
 
-Streaming: the SSE head is sent only after the upstream answered 2xx, so earlier
-failures keep their HTTP status; later failures end the stream with `event: error`.
+The targets are tried in order while nothing has gone to the client: a target that fails
+for a fallback reason (docs/routing.md) hands over to the next, each translated with its
+own provider's profile. Streaming: the SSE head is sent only after an upstream answered
+2xx, so earlier failures keep their HTTP status; later failures end the stream with
+`event: error` and are never retried.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -21,9 +25,12 @@ from claude_code_proxy.asgi import EventSender, send_json, start_sse
 from claude_code_proxy.capture import CaptureSession
 from claude_code_proxy.config import Settings
 from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, StreamTranslation
+from claude_code_proxy.gateway.capabilities import Profile
+from claude_code_proxy.gateway.providers import Provider
+from claude_code_proxy.gateway.router import Decision, Target
+from claude_code_proxy.gateway.upstream import ResponsesOnly, UpstreamError
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
-from claude_code_proxy.providers import Profile
 from claude_code_proxy.server_tools.web_search import SearchTurn
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import (
@@ -37,7 +44,6 @@ from claude_code_proxy.translate.rescue import RescueContext, offered_tools
 from claude_code_proxy.translate.search_turn import Event
 from claude_code_proxy.translate.sse import SSEDecoder, encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
-from claude_code_proxy.upstream import ResponsesOnly, Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -47,50 +53,84 @@ DRAIN_SECONDS = 0.5
 
 
 @dataclass
-class Exchange:
-    settings: Settings
-    upstream: Upstream
-    metrics: Metrics | None
-    record: RequestRecord
+class Attempt:
+    """One target of the route, translated with its provider's profile."""
+
+    target: Target
+    provider: Provider
     translated: TranslatedRequest
     profile: Profile
-    key: str
-    capture: CaptureSession | None = None
+    key: str = ""
     dialect: Dialect = CHAT
-    # Re-translates the request for the Responses API, when Chat Completions may refuse the
-    # model as Responses-only (UPSTREAM_API=auto): the self-healing switch.
+    #: Re-translates the request for the Responses API, when Chat Completions may refuse the
+    #: model as Responses-only (api "auto"): the self-healing switch.
     switch: Callable[[], TranslatedRequest] | None = None
+    #: The client session the attempt was answered on (a web search turn's follow-ups use it).
+    session: aiohttp.ClientSession | None = field(default=None, repr=False)
+
+
+#: Translates the request for a later target of the route (validation errors: 400).
+Prepare = Callable[[Target], Attempt]
+#: Translates a web search turn's follow-up body for the attempt that served the first call.
+Retranslate = Callable[[Attempt, dict[str, Any]], TranslatedRequest]
+
+
+@dataclass
+class Exchange:
+    settings: Settings
+    metrics: Metrics | None
+    record: RequestRecord
+    decision: Decision
+    first: Attempt
+    prepare: Prepare
+    #: The client's key, forwarded to providers without a key of their own ("" for none).
+    client_key: str = ""
+    capture: CaptureSession | None = None
+    attempt: Attempt = field(init=False)
+    #: Tool calls written as text are rescued for the provider that served (its profile).
+    rescue: RescueContext | None = field(init=False, default=None)
     # A web_search server tool turn, and how its follow-up request bodies are translated.
     search: SearchTurn | None = None
-    retranslate: Callable[[Dialect, dict[str, Any]], TranslatedRequest] | None = None
-    rescue: RescueContext | None = None
+    retranslate: Retranslate | None = None
     #: The client went away (CancelOnDisconnect says so before cancelling the work).
     client_left: bool = False
     #: The client has the whole reply: an end after this point is no error.
     completed: bool = False
 
     def __post_init__(self) -> None:
-        if self.profile.rescue_tool_calls and self.dialect is CHAT:
-            tools = offered_tools(self.translated.payload)
-            self.rescue = RescueContext(tools) if tools else None
+        self.attempt = self.first
+
+    @property
+    def translated(self) -> TranslatedRequest:
+        return self.attempt.translated
+
+    @property
+    def profile(self) -> Profile:
+        return self.attempt.profile
+
+    @property
+    def key(self) -> str:
+        return self.attempt.key
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.attempt.dialect
 
     def client_disconnected(self) -> None:
         self.client_left = True
 
     async def run(self, send: Send) -> None:
-        if self.capture is not None:
-            self.capture.add_json("2-upstream-request", self.translated.payload)
         active = self.metrics.active_streams if self.metrics and self.translated.stream else None
         if active is not None:
             active.inc()
         try:
-            async with self.upstream.lease(self.key) as session:
+            async with contextlib.AsyncExitStack() as held:
                 if self.search is not None:
-                    await self._search_turn(send, session, self.search)
+                    await self._search_turn(send, held, self.search)
                 elif self.translated.stream:
-                    await self._stream(send, session)
+                    await self._stream(send, held)
                 else:
-                    await self._complete(send, session)
+                    await self._complete(send, held)
         except asyncio.CancelledError:
             if self.completed:
                 pass  # e.g. the client closed right after message_stop: a success
@@ -129,47 +169,125 @@ class Exchange:
             self.capture.add("4-client-response", orjson.dumps(body))
         await send_json(send, error.status, body, error.headers)
 
-    async def _post(
-        self, session: aiohttp.ClientSession, follow_up: TranslatedRequest | None = None
-    ) -> aiohttp.ClientResponse:
-        """The request (or a web search turn's follow-up) posted; 2xx or a ProxyError."""
-        try:
-            response = await self._post_once(session, follow_up or self.translated)
-        except ResponsesOnly:
-            if self.switch is None or follow_up is not None:
-                raise
-            # The model answers only on the Responses API: ask there once, and remember it.
-            self.translated, self.dialect, self.rescue = self.switch(), RESPONSES, None
-            if self.capture is not None:
-                self.capture.add_json("2-upstream-request", self.translated.payload)
-            response = await self._post_once(session, self.translated)
-            model = str(self.translated.payload.get("model", ""))
-            self.upstream.table.learn(self.upstream.base_url, model, api="responses")
-            logger.warning(
-                "model %s answers only on the Responses API; using it from now on", model
-            )
-        self.record.upstream_answered()
-        return response
+    # -------------------------------------------------------------- the targets
 
-    async def _post_once(
-        self, session: aiohttp.ClientSession, translated: TranslatedRequest
+    async def _post(
+        self, held: contextlib.AsyncExitStack, follow_up: TranslatedRequest | None = None
     ) -> aiohttp.ClientResponse:
+        """The first target that answers 2xx; its slot and client stay held in `held`.
+
+        A failure with a fallback reason moves on to the next target; the last target's
+        failure (or one without such a reason) is raised for the client. A web search
+        turn's follow-up goes to the attempt that served the turn's first call.
+        """
+        if follow_up is not None:
+            return await self._post_follow_up(follow_up)
+        targets = self.decision.targets
+        for index, target in enumerate(targets):
+            last = index == len(targets) - 1
+            attempt = self.first if index == 0 else self.prepare(target)
+            self.attempt = attempt
+            self.record.provider, self.record.upstream_model = target.provider, target.model
+            try:
+                response = await self._try(attempt, held, last=last)
+            except UpstreamError as error:
+                if last or not error.reason:
+                    raise
+                self._fell_back(target, targets[index + 1], error)
+                continue
+            self.record.upstream_answered()
+            if attempt.profile.rescue_tool_calls and attempt.dialect is CHAT:
+                tools = offered_tools(attempt.translated.payload)
+                self.rescue = RescueContext(tools) if tools else None
+            return response
+        raise AssertionError("a route has at least one target")
+
+    def _fell_back(self, source: Target, to: Target, error: UpstreamError) -> None:
+        self.record.tried.append(f"{source}:{error.reason}")
+        if self.metrics is not None:
+            self.metrics.route_fallbacks.labels(str(source), str(to), error.reason).inc()
+        logger.info(
+            "route %s: %s failed (%s: %s), trying %s",
+            self.decision.rule,
+            source,
+            error.reason,
+            error.error_type,
+            to,
+        )
+
+    async def _try(
+        self, attempt: Attempt, held: contextlib.AsyncExitStack, *, last: bool
+    ) -> aiohttp.ClientResponse:
+        """One target: a concurrency slot, a key (rotating through a pool), the request."""
+        provider, pool = attempt.provider, attempt.provider.keys
         capture = self.capture
         tap = (lambda raw: capture.add("3-upstream-response", raw)) if capture else None
-        return await self.upstream.post_chat(
-            session,
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(provider.slot())
+            key = provider.key(self.client_key)
+            if key is None:
+                raise _keys_unavailable(provider)
+            session = await stack.enter_async_context(provider.upstream.lease(key))
+            while True:
+                if capture is not None:
+                    capture.add_json("2-upstream-request", attempt.translated.payload)
+                try:
+                    response = await provider.upstream.post_chat(
+                        session,
+                        attempt.translated.payload,
+                        key,
+                        error_tap=tap,
+                        prompt_tokens=attempt.translated.estimated_input_tokens or None,
+                        retries=None if last else 0,
+                        rotate_keys=pool is not None,
+                        api=attempt.dialect.api,
+                    )
+                except ResponsesOnly:
+                    if attempt.switch is None or attempt.dialect is RESPONSES:
+                        raise
+                    # The model answers only on the Responses API: ask there, and remember it.
+                    attempt.translated, attempt.dialect = attempt.switch(), RESPONSES
+                    model = str(attempt.translated.payload.get("model", ""))
+                    provider.table.learn(provider.base_url, model, api="responses")
+                    logger.warning(
+                        "model %s answers only on the Responses API; using it from now on", model
+                    )
+                    continue
+                except UpstreamError as error:
+                    if pool is None or error.reason not in ("rate_limit", "auth"):
+                        raise
+                    if error.reason == "rate_limit":
+                        pool.rest(key, error.retry_after)
+                    else:
+                        pool.mark_bad(key)
+                    next_key = pool.pick()
+                    if next_key is None:
+                        raise _keys_unavailable(provider, error) from None
+                    key = next_key
+                    continue
+                attempt.key, attempt.session = key, session
+                held.push_async_exit(stack.pop_all())
+                return response
+
+    async def _post_follow_up(self, translated: TranslatedRequest) -> aiohttp.ClientResponse:
+        attempt = self.attempt
+        assert attempt.session is not None, "the turn's first call answered on a session"
+        capture = self.capture
+        tap = (lambda raw: capture.add("3-upstream-response", raw)) if capture else None
+        return await attempt.provider.upstream.post_chat(
+            attempt.session,
             translated.payload,
-            self.key,
+            attempt.key,
             error_tap=tap,
             prompt_tokens=translated.estimated_input_tokens or None,
-            api=self.dialect.api,
+            api=attempt.dialect.api,
         )
 
     # -------------------------------------------------------------- non-streaming
 
-    async def _complete(self, send: Send, session: aiohttp.ClientSession) -> None:
+    async def _complete(self, send: Send, held: contextlib.AsyncExitStack) -> None:
         try:
-            message = await self._call_message(session)
+            message = await self._call_message(held)
         except ProxyError as error:
             await self._fail(send, error)
             return
@@ -181,10 +299,10 @@ class Exchange:
         self.completed = True
 
     async def _call_message(
-        self, session: aiohttp.ClientSession, follow_up: TranslatedRequest | None = None
+        self, held: contextlib.AsyncExitStack, follow_up: TranslatedRequest | None = None
     ) -> dict[str, Any]:
         """One non-streaming model call, translated; ProxyError for every failure."""
-        response = await self._post(session, follow_up)
+        response = await self._post(held, follow_up)
         try:
             raw = await response.read()
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
@@ -227,9 +345,9 @@ class Exchange:
 
     # ------------------------------------------------------------------ streaming
 
-    async def _stream(self, send: Send, session: aiohttp.ClientSession) -> None:
+    async def _stream(self, send: Send, held: contextlib.AsyncExitStack) -> None:
         try:
-            response = await self._post(session)
+            response = await self._post(held)
         except ProxyError as error:
             await self._fail(send, error)  # nothing sent yet: the client can retry
             return
@@ -319,7 +437,7 @@ class Exchange:
     # --------------------------------------------------------- web search turns
 
     async def _search_turn(
-        self, send: Send, session: aiohttp.ClientSession, turn: SearchTurn
+        self, send: Send, held: contextlib.AsyncExitStack, turn: SearchTurn
     ) -> None:
         """The proxy runs the web_search server tool: several model calls, one reply.
 
@@ -328,9 +446,9 @@ class Exchange:
         """
         try:
             if not self.translated.stream:
-                first = await self._call_message(session)
+                first = await self._call_message(held)
                 message = await turn.complete(
-                    first, lambda body: self._call_message(session, self._follow_up(body))
+                    first, lambda body: self._call_message(held, self._follow_up(body))
                 )
                 self._record_message(message)
                 if self.capture is not None:
@@ -338,13 +456,13 @@ class Exchange:
                 await send_json(send, 200, message)
                 self.completed = True
                 return
-            events = await self._call_events(session)
+            events = await self._call_events(held)
         except ProxyError as error:
             await self._fail(send, error)
             return
 
         async def call(body: dict[str, Any]) -> AsyncGenerator[list[Event], None]:
-            return await self._call_events(session, self._follow_up(body))
+            return await self._call_events(held, self._follow_up(body))
 
         await self._send_turn(send, turn, turn.stream(events, call))
 
@@ -352,7 +470,7 @@ class Exchange:
         """The next call of the turn, translated like the first (in its current dialect)."""
         assert self.retranslate is not None
         try:
-            translated = self.retranslate(self.dialect, body)
+            translated = self.retranslate(self.attempt, body)
         except RequestValidationError as exc:
             raise ProxyError(500, "api_error", f"continuing the web search turn: {exc}") from None
         if self.capture is not None:
@@ -360,10 +478,10 @@ class Exchange:
         return translated
 
     async def _call_events(
-        self, session: aiohttp.ClientSession, follow_up: TranslatedRequest | None = None
+        self, held: contextlib.AsyncExitStack, follow_up: TranslatedRequest | None = None
     ) -> AsyncGenerator[list[Event], None]:
         """One streaming model call: ProxyError if refused, else the events of its reply."""
-        response = await self._post(session, follow_up)
+        response = await self._post(held, follow_up)
         return self._reply_events(response, follow_up or self.translated)
 
     async def _reply_events(
@@ -434,6 +552,30 @@ class Exchange:
             await self._fail(send, ProxyError(500, "api_error", "the web search turn failed"))
             return
         await sender.close()
+
+
+def _keys_unavailable(provider: Provider, error: UpstreamError | None = None) -> UpstreamError:
+    """Every pooled key rests (429, with the time until one is back) or was rejected."""
+    pool = provider.keys
+    wait = pool.ready_in() if pool is not None else None
+    if wait is None:
+        if error is not None and error.reason == "auth":
+            return error
+        return UpstreamError(
+            401,
+            "authentication_error",
+            f"every key of provider {provider.name} was rejected by the upstream (401/403)",
+            reason="auth",
+        )
+    seconds = max(1, math.ceil(wait))
+    return UpstreamError(
+        429,
+        "rate_limit_error",
+        f"every key of provider {provider.name} is rate-limited; one is back in {seconds}s",
+        {"retry-after": str(seconds)},
+        reason="rate_limit",
+        retry_after=float(seconds),
+    )
 
 
 def _error_event(error_type: str, message: str) -> Event:

@@ -3,7 +3,8 @@
 A profile is built in layers: the generic default, the provider matched by the base
 URL's host, every model-name rule that matches (so a model alone picks the right
 behaviour on local or unknown hosts), the user's overrides file (`PROVIDER_PROFILES`),
-and finally what the proxy learned from the upstream's own 400s at run time.
+a configuration file's per-provider `profile` table, and finally what the proxy learned
+from the upstream's own 400s at run time. Each provider has its own table (and memory).
 """
 
 from __future__ import annotations
@@ -256,6 +257,8 @@ class CapabilityTable:
     models: tuple[tuple[str, Overrides], ...] = MODELS
     user_providers: tuple[tuple[str, Overrides], ...] = ()
     user_models: tuple[tuple[str, Overrides], ...] = ()
+    #: A configuration file's `profile = {…}` for this provider: applied over the rules.
+    overrides: Overrides = field(default_factory=dict)
     learned: dict[tuple[str, str], Overrides] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _memo: dict[tuple[str, str], Profile] = field(default_factory=dict, repr=False)
@@ -308,6 +311,8 @@ class CapabilityTable:
         for pattern, overrides in (*self.models, *self.user_models):
             if fnmatch.fnmatchcase(lowered, pattern) or fnmatch.fnmatchcase(bare, pattern):
                 profile = _apply(profile, {k: v for k, v in overrides.items() if k not in pinned})
+        if self.overrides:
+            profile = _apply(profile, self.overrides)
         learned = self.learned.get((netloc, model))
         if learned:
             dropped = profile.drop_params

@@ -1,4 +1,8 @@
-"""All upstream I/O: pooled connections, URLs and auth, timeouts, retries, error mapping."""
+"""All upstream I/O: pooled connections, URLs and auth, timeouts, retries, error mapping.
+
+One `Upstream` per provider. Its failures carry a fallback `reason` (docs/routing.md) so
+the exchange can decide, without parsing messages, whether the route's next target helps.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ import aiohttp
 import orjson
 
 from claude_code_proxy.config import Settings
+from claude_code_proxy.gateway.capabilities import CapabilityTable
+from claude_code_proxy.gateway.pool import ClientPool
 from claude_code_proxy.metrics import Metrics
-from claude_code_proxy.pool import ClientPool
-from claude_code_proxy.providers import CapabilityTable
 from claude_code_proxy.translate.errors import (
     ParameterFix,
     ProxyError,
@@ -41,6 +45,42 @@ _UNKNOWN_HOST = frozenset(
     for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
     if code
 )
+
+
+@dataclass
+class UpstreamError(ProxyError):
+    """A failed upstream call; `reason` names why a fallback may help ("" when it cannot)."""
+
+    reason: str = ""
+    #: The upstream's retry-after on a 429, in seconds (key pools rest the key that long).
+    retry_after: float | None = None
+
+
+#: Upstream HTTP status → fallback reason (docs/routing.md). Other statuses: none.
+STATUS_REASONS = {
+    401: "auth",
+    403: "auth",
+    404: "not_found",
+    429: "rate_limit",
+    500: "server_error",
+    502: "server_error",
+    503: "server_error",
+    504: "server_error",
+    529: "server_error",
+}
+
+
+def _failed(error: ProxyError, reason: str, retry_after: float | None = None) -> UpstreamError:
+    return UpstreamError(
+        error.status, error.error_type, error.message, error.headers, reason, retry_after
+    )
+
+
+def _status_reason(status: int, error: ProxyError) -> str:
+    reason = STATUS_REASONS.get(status, "")
+    if not reason and status in (400, 413) and not error.message.startswith("upstream error ("):
+        reason = "context_overflow"  # map_upstream_error rewrote it into Anthropic's wording
+    return reason
 
 
 @dataclass
@@ -120,6 +160,8 @@ class Upstream:
         *,
         error_tap: Callable[[bytes], None] | None = None,
         prompt_tokens: int | None = None,
+        retries: int | None = None,
+        rotate_keys: bool = False,
         api: str = "chat",
     ) -> aiohttp.ClientResponse:
         """POST the request; return the open response once the upstream answered 2xx.
@@ -128,14 +170,17 @@ class Upstream:
         an unknown host name, 502/503/504) are retried with backoff, and 429/503/529 wait
         out a `retry-after` of at most RETRY_AFTER_MAX (a longer one goes to the client);
         a 400 naming one rejected parameter is fixed, retried once and remembered for the
-        model; anything else is raised as a mapped `ProxyError` (`ResponsesOnly` when Chat
-        Completions says the model answers only on the Responses API). `api` picks the
-        endpoint: "chat" (Chat Completions) or "responses".
+        model; anything else is raised as a mapped `UpstreamError` with its fallback reason
+        (`ResponsesOnly` when Chat Completions says the model answers only on the Responses
+        API). `retries` overrides MAX_RETRIES (0 when the route has a next target: falling
+        back is faster than waiting); `rotate_keys` raises a 429 at once so a key pool can
+        rotate. `api` picks the endpoint: "chat" (Chat Completions) or "responses".
         """
         model = str(payload.get("model", ""))
         url = self.api_url(api, model)
         headers = self.headers(api_key)
         attempt = fixes = 0
+        max_retries = self.max_retries if retries is None else retries
         while True:
             delay: float | None = None
             try:
@@ -148,30 +193,36 @@ class Upstream:
                 response = await session.post(url, data=data, headers=headers)
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
                 # Not retried: a hung upstream would otherwise cost several timeouts.
-                raise ProxyError(
+                raise UpstreamError(
                     504,
                     "timeout_error",
                     f"upstream {self.host} sent nothing for {self.settings.request_timeout:g}s "
                     "(REQUEST_TIMEOUT)",
+                    reason="timeout",
                 ) from None
             except aiohttp.ClientConnectorDNSError as exc:
-                error = ProxyError(
+                error = UpstreamError(
                     502,
                     "api_error",
                     f"cannot resolve upstream host {exc.host} (DNS): {exc.strerror or exc}; "
                     "check OPENAI_BASE_URL",
+                    reason="connect",
                 )
                 if exc.os_error.errno in _UNKNOWN_HOST:
                     raise error from None  # a name that does not exist will not appear on retry
             except aiohttp.ClientConnectorError as exc:
-                error = ProxyError(
+                error = UpstreamError(
                     502,
                     "api_error",
                     f"cannot connect to upstream {self.host}: {exc.strerror or exc}",
+                    reason="connect",
                 )
             except aiohttp.ClientError as exc:
-                error = ProxyError(
-                    502, "api_error", f"upstream {self.host} failed: {type(exc).__name__}: {exc}"
+                error = UpstreamError(
+                    502,
+                    "api_error",
+                    f"upstream {self.host} failed: {type(exc).__name__}: {exc}",
+                    reason="connect",
                 )
             else:
                 if response.status < 400:
@@ -186,19 +237,22 @@ class Upstream:
                 if error_tap is not None:
                     error_tap(f"HTTP {status}\n".encode() + raw + b"\n")
                 if api == "chat" and needs_responses_api(status, raw):
-                    error = map_upstream_error(status, raw, response_headers)
-                    message = redact_secrets(error.message, (api_key,))
-                    raise ResponsesOnly(error.status, error.error_type, message)
+                    refused = map_upstream_error(status, raw, response_headers)
+                    message = redact_secrets(refused.message, (api_key,))
+                    raise ResponsesOnly(refused.status, refused.error_type, message)
                 fix = parameter_fix(status, raw, payload)
                 if fix is not None and fixes < MAX_PARAMETER_FIXES:
                     fixes += 1
                     self._apply_fix(fix, payload, model)
                     continue
-                error = map_upstream_error(
+                mapped = map_upstream_error(
                     status, raw, response_headers, prompt_tokens=prompt_tokens
                 )
-                error.message = redact_secrets(error.message, (api_key,))
+                mapped.message = redact_secrets(mapped.message, (api_key,))
                 wait = retry_after_seconds(response_headers) if status in WAIT_STATUSES else None
+                error = _failed(mapped, _status_reason(status, mapped), wait)
+                if status == 429 and rotate_keys:
+                    raise error
                 if wait is not None:
                     # The upstream said when: wait that long ourselves only if it is short,
                     # otherwise the client gets the status with retry-after and decides.
@@ -207,7 +261,7 @@ class Upstream:
                     delay = float(wait)
                 elif status not in RETRY_STATUSES:
                     raise error
-            if attempt >= self.max_retries:
+            if attempt >= max_retries:
                 raise error
             attempt += 1
             if self.metrics:
@@ -289,6 +343,8 @@ def upstream_headers(settings: Settings, api_key: str) -> dict[str, str]:
     """Custom headers first, so none of them can replace the key header."""
     headers = dict(settings.custom_headers)
     headers["content-type"] = "application/json"
+    if not api_key:
+        return headers  # a key-less provider behind a proxy secret: nothing to forward
     if settings.azure_api_version is not None:
         headers["api-key"] = api_key
     else:
