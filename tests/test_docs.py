@@ -11,6 +11,7 @@ README = ROOT / "README.md"
 CLI_DOC = ROOT / "docs" / "cli.md"
 CI_RUN = ROOT / ".ci" / "run"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
+ALL_DOCS = (README, *sorted((ROOT / "docs").glob("*.md")))
 
 
 def _setup_lines() -> list[str]:
@@ -53,7 +54,7 @@ def test_ci_runs_the_readme_lines_as_written() -> None:
 
 def test_every_install_command_in_the_docs_is_the_readme_line() -> None:
     install = _setup_lines()[0]
-    for path in (README, CLI_DOC):
+    for path in ALL_DOCS:
         for line in _code_lines(path):
             if "pip install" in line:
                 assert line.split("  #", 1)[0].strip() == install, (path.name, line)
@@ -82,7 +83,7 @@ def _anchor(heading: str) -> str:
 
 
 def test_local_links_resolve() -> None:
-    for path in (README, CLI_DOC):
+    for path in ALL_DOCS:
         text = path.read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if target.startswith(("http://", "https://")):
