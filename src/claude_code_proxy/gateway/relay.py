@@ -65,6 +65,7 @@ async def translate_stream(
     saw_done = False
     finish_deadline: float | None = None
     loop = asyncio.get_running_loop()
+    ignored = translator.IGNORED
     try:
         while not translator.ended:
             if translator.finish_reason is None:
@@ -88,6 +89,8 @@ async def translate_stream(
                 if payload == b"[DONE]":
                     saw_done = True
                     break
+                if ignored and payload.startswith(ignored):
+                    continue  # an event the translator has no use for: not even parsed
                 try:
                     chunk = orjson.loads(payload)
                 except orjson.JSONDecodeError:
