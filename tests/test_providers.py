@@ -335,6 +335,30 @@ def test_reasoning_models_drop_sampling_params_on_any_host() -> None:
         assert {"temperature", "top_p"} <= profile.drop_params, model
 
 
+@pytest.mark.parametrize(
+    ("base_url", "model", "in_place"),
+    [
+        ("https://api.openai.com/v1", "gpt-4.1", True),
+        ("https://res.openai.azure.com", "gpt-4o", True),
+        ("https://res.cognitiveservices.azure.com", "gpt-4o", True),
+        ("https://res.services.ai.azure.com/models", "Llama-3.3-70B-Instruct", False),
+        ("https://api.deepseek.com/v1", "deepseek-chat", False),
+        ("https://generativelanguage.googleapis.com/v1beta/openai", "gemini-2.5-pro", False),
+        ("https://openrouter.ai/api/v1", "anthropic/claude-sonnet-4.5", False),
+        ("https://api.mistral.ai/v1", "mistral-large-latest", False),
+        ("http://localhost:11434/v1", "qwen3:8b", False),
+        ("http://localhost:8000/v1", "Qwen/Qwen3-32B", False),
+        (LOCAL, "some-model", False),
+    ],
+)
+def test_system_messages_stay_system_messages_only_where_the_api_keeps_them_in_place(
+    base_url: str, model: str, in_place: bool
+) -> None:
+    profile = CapabilityTable().profile(base_url, model)
+    assert profile.system_in_place is in_place
+    assert profile.options(max_tokens_limit=None).system_in_place is in_place
+
+
 def test_unknown_model_on_unknown_host_is_the_plain_openai_profile() -> None:
     assert CapabilityTable().profile(LOCAL, "llama-3.3-70b-versatile") == Profile()
 

@@ -277,7 +277,7 @@ def test_system_that_is_only_the_billing_header_yields_no_system_message() -> No
     assert all(m["role"] != "system" for m in messages)
 
 
-def test_role_system_message_is_merged_into_leading_system_message() -> None:
+def test_role_system_message_after_a_user_turn_is_folded_into_it_in_place() -> None:
     messages = messages_of(
         [
             {"role": "user", "content": "first question"},
@@ -287,14 +287,15 @@ def test_role_system_message_is_merged_into_leading_system_message() -> None:
         ],
         system="Base prompt.",
     )
-    assert messages[0]["role"] == "system"
-    assert "Base prompt." in messages[0]["content"]
-    assert "# Environment\ncwd: /repo" in messages[0]["content"]
-    # The top-level system comes first, the mid-conversation one after it.
-    assert messages[0]["content"].index("Base prompt.") < messages[0]["content"].index(
-        "# Environment"
-    )
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages == [
+        {"role": "system", "content": "Base prompt."},
+        {
+            "role": "user",
+            "content": "first question\n\n<system>\n# Environment\ncwd: /repo\n</system>",
+        },
+        {"role": "assistant", "content": "an answer"},
+        {"role": "user", "content": "second question"},
+    ]
 
 
 def test_role_system_message_with_block_content_is_accepted() -> None:
@@ -310,21 +311,47 @@ def test_role_system_message_with_block_content_is_accepted() -> None:
             },
         ]
     )
-    assert messages[0]["role"] == "system"
-    assert "Env A" in messages[0]["content"]
-    assert "Env B" in messages[0]["content"]
-    assert sum(1 for m in messages if m["role"] == "system") == 1
+    assert [m["role"] for m in messages] == ["user"]
+    assert "Env A" in messages[0]["content"] and "Env B" in messages[0]["content"]
+    assert "cache_control" not in json.dumps(messages)
 
 
-def test_role_system_message_without_top_level_system_creates_one() -> None:
+def test_role_system_message_before_any_turn_joins_the_system_prompt() -> None:
     messages = messages_of(
-        [{"role": "user", "content": "q"}, {"role": "system", "content": "late rules"}]
+        [{"role": "system", "content": "early rules"}, {"role": "user", "content": "q"}],
+        system="Base.",
     )
-    assert messages[0] == {"role": "system", "content": "late rules"}
-    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages == [
+        {"role": "system", "content": "Base.\n\nearly rules"},
+        {"role": "user", "content": "q"},
+    ]
 
 
-def test_mid_conv_system_block_is_merged_into_leading_system_message() -> None:
+def test_role_system_message_after_an_assistant_turn_opens_the_next_user_turn() -> None:
+    messages = messages_of(
+        [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"},
+            {"role": "system", "content": "new rule"},
+            {"role": "user", "content": "q2"},
+        ]
+    )
+    assert messages[-1] == {"role": "user", "content": "<system>\nnew rule\n</system>\n\nq2"}
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+
+
+def test_role_system_message_ending_the_conversation_after_an_assistant_turn() -> None:
+    messages = messages_of(
+        [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"},
+            {"role": "system", "content": "continue"},
+        ]
+    )
+    assert messages[-1] == {"role": "user", "content": "<system>\ncontinue\n</system>"}
+
+
+def test_mid_conv_system_block_stays_at_its_place_in_the_user_turn() -> None:
     messages = messages_of(
         [
             {
@@ -335,18 +362,71 @@ def test_mid_conv_system_block_is_merged_into_leading_system_message() -> None:
                         "type": "mid_conv_system",
                         "content": [{"type": "text", "text": "mid-conversation rule"}],
                     },
+                    {"type": "text", "text": "and more"},
                 ],
             }
         ],
         system="Base.",
     )
-    assert messages[0]["role"] == "system"
-    assert "Base." in messages[0]["content"]
-    assert "mid-conversation rule" in messages[0]["content"]
-    users = [m for m in messages if m["role"] == "user"]
-    assert len(users) == 1
-    assert text_of(users[0]["content"]) == "the question"
-    assert "mid-conversation rule" not in text_of(users[0]["content"])
+    assert messages[0] == {"role": "system", "content": "Base."}
+    (user,) = non_system(messages)
+    assert user["content"] == (
+        "the question\n\n<system>\nmid-conversation rule\n</system>\n\nand more"
+    )
+
+
+def test_mid_conv_system_block_with_tool_results_follows_the_tool_messages() -> None:
+    messages = messages_of(
+        [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [tool_use("toolu_A", city="Oslo")]},
+            {
+                "role": "user",
+                "content": [
+                    tool_result("toolu_A", "12°C"),
+                    {"type": "mid_conv_system", "content": [{"type": "text", "text": "be brief"}]},
+                ],
+            },
+        ]
+    )
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "user"]
+    assert messages[-1]["content"] == "<system>\nbe brief\n</system>"
+
+
+def test_role_system_message_between_a_tool_call_and_its_result() -> None:
+    messages = messages_of(
+        [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [tool_use("toolu_A", city="Oslo")]},
+            {"role": "system", "content": "rule"},
+            {
+                "role": "user",
+                "content": [tool_result("toolu_A", "12°C"), {"type": "text", "text": "thanks"}],
+            },
+        ]
+    )
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "user"]
+    assert messages[-1]["content"] == "<system>\nrule\n</system>\n\nthanks"
+
+
+def test_folded_system_text_keeps_its_cache_breakpoint_where_caching_is_explicit() -> None:
+    mark = {"type": "ephemeral"}
+    messages = messages_of(
+        [
+            {"role": "user", "content": "q"},
+            {"role": "system", "content": [{"type": "text", "text": "env", "cache_control": mark}]},
+        ],
+        options=TranslationOptions(cache_control=True),
+    )
+    assert messages == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "q"},
+                {"type": "text", "text": "<system>\nenv\n</system>", "cache_control": mark},
+            ],
+        }
+    ]
 
 
 def test_role_system_kept_in_place_when_requested() -> None:
@@ -388,6 +468,29 @@ def test_mid_conv_system_kept_in_place_when_requested() -> None:
     assert len(system_messages) == 1
     assert text_of(system_messages[0]["content"]) == "rule"
     assert text_of(messages[-1]["content"]) == "second"
+
+
+def test_mid_conv_system_between_texts_splits_the_user_turn_when_in_place() -> None:
+    messages = messages_of(
+        [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "reply"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "before"},
+                    {"type": "mid_conv_system", "content": [{"type": "text", "text": "rule"}]},
+                    {"type": "text", "text": "after"},
+                ],
+            },
+        ],
+        options=TranslationOptions(system_in_place=True),
+    )
+    assert messages[2:] == [
+        {"role": "user", "content": "before"},
+        {"role": "system", "content": "rule"},
+        {"role": "user", "content": "after"},
+    ]
 
 
 def test_in_place_system_never_separates_tool_calls_from_their_results() -> None:
@@ -1679,8 +1782,8 @@ def test_realistic_claude_code_request_end_to_end(claude_code_request: dict[str,
         assert dropped not in payload
     assert "cache_control" not in json.dumps(payload)
 
-    # One leading system message: no billing header, both real system blocks, then the
-    # mid-conversation `role: "system"` message's text.
+    # One leading system message: no billing header, both real system blocks. The
+    # mid-conversation `role: "system"` message stays in place, in the first user turn.
     system_messages = [m for m in messages if m["role"] == "system"]
     assert len(system_messages) == 1
     assert messages[0] is system_messages[0]
@@ -1689,7 +1792,8 @@ def test_realistic_claude_code_request_end_to_end(claude_code_request: dict[str,
     for block in original["system"][1:]:
         assert block["text"] in system_text
     role_system = next(m for m in original["messages"] if m["role"] == "system")
-    assert role_system["content"] in system_text
+    assert role_system["content"] not in system_text
+    assert f"<system>\n{role_system['content']}\n</system>" in text_of(messages[1]["content"])
 
     # Tools: the deferred placeholder is gone, the 11 real tools remain with unchanged schemas.
     names = [t["function"]["name"] for t in payload["tools"]]

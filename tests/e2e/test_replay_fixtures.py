@@ -9,6 +9,7 @@ can be captured the same way and diffed against them.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 
 from claude_code_proxy.translate import translate_request
+from claude_code_proxy.translate.options import TranslationOptions
+from prefix_stability import first_difference, messages_extend, prefix_share
 
 FIXTURES = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "claude_code").glob("*.json"))
 OPENAI_PARAMS = frozenset(
@@ -68,6 +71,20 @@ def block_text(content: Any) -> str:
     return "\n".join(b.get("text", "") for b in content if isinstance(b, dict))
 
 
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+@pytest.mark.parametrize("in_place", [False, True], ids=["folded", "system-messages"])
+def test_each_captured_request_starts_with_the_previous_one(path: Path, in_place: bool) -> None:
+    """The CLI's consecutive requests translate to upstream requests that extend each other."""
+    options = TranslationOptions(system_in_place=in_place)
+    sent = [
+        translate_request(r["body"], upstream_model="gpt-test", options=options).payload
+        for r in load(path)["requests"]
+    ]
+    for before, after in itertools.pairwise(sent):
+        assert messages_extend(before, after), first_difference(before, after)
+        assert prefix_share(before, after) == 1.0, first_difference(before, after)
+
+
 def test_fixtures_cover_two_versions() -> None:
     """At least two CLI versions are kept, each with the Write round trip (two requests)."""
     versions = {load(p)["cli_version"] for p in FIXTURES}
@@ -98,8 +115,9 @@ def test_replay_translates_cleanly(path: Path, index: int) -> None:
     assert payload["stream"] is True and payload["stream_options"] == {"include_usage": True}
     assert translated.client_model == body["model"]
 
-    # One system message first: the system blocks without the billing header, plus every
-    # role:system message of the conversation merged in.
+    # One system message first: the system blocks without the billing header. The role:system
+    # messages of the conversation stay in place: `<system>` text in the user turn they follow
+    # (the generic profile; docs/prefix-stability.md).
     assert messages[0]["role"] == "system"
     assert [m["role"] for m in messages[1:]].count("system") == 0
     system = messages[0]["content"]
@@ -110,7 +128,9 @@ def test_replay_translates_cleanly(path: Path, index: int) -> None:
             assert block["text"] in system
     role_system = [m for m in body["messages"] if m["role"] == "system"]
     for message in role_system:
-        assert block_text(message["content"]) in system
+        text = block_text(message["content"])
+        assert text not in system
+        assert f"<system>\n{text}\n</system>" in block_text(messages[1]["content"])
     assert {m["role"] for m in messages} <= {"system", "user", "assistant", "tool"}
 
     # Tool messages come right after the assistant's tool calls, in call order.

@@ -45,6 +45,9 @@ class Profile:
     schema_dialect: Literal["json_schema", "gemini"] = "json_schema"
     tool_id_style: Literal["default", "mistral"] = "default"
     prompt_cache_key: bool = False
+    # System text that arrives mid-conversation stays at its place either way (prefix caches):
+    # True sends it as a `system` message there, False as `<system>` text in the adjacent user
+    # turn, which every chat template accepts (docs/prefix-stability.md).
     system_in_place: bool = False
     forward_top_k: bool = False
     thought_signatures: bool = False
@@ -112,6 +115,15 @@ _AZURE: Overrides = {"name": "azure", "pdf_as_file": True, "responses_api": True
 # Models OpenAI serves only on the Responses API (on OpenAI and Azure hosts).
 _RESPONSES_ONLY: Overrides = {"responses_only": True}
 
+# Mid-conversation system messages (`system_in_place`): OpenAI's API and Azure OpenAI render
+# `system` messages where they stand. Elsewhere the default folds them into the user turn:
+# DeepSeek's and Gemini's endpoints move every system message to the front (a prefix-cache
+# miss from the first token, every turn), OpenRouter does the same for Anthropic models, and
+# open-model chat templates (Qwen, Gemma, Mistral, served by vLLM, SGLang, llama.cpp, Ollama,
+# LM Studio, Azure AI Foundry, Groq, Mistral's API) reject or hoist a system message that is
+# not the first one.
+_SYSTEM_IN_PLACE: Overrides = {"system_in_place": True}
+
 # Host (or host:port) patterns → provider settings. First match wins. A `pinned` set names
 # settings that the model rules below leave alone.
 PROVIDERS: tuple[tuple[str, Overrides], ...] = (
@@ -124,10 +136,11 @@ PROVIDERS: tuple[tuple[str, Overrides], ...] = (
             "think_tags": False,
             "responses_api": True,
             **_HOSTED,
+            **_SYSTEM_IN_PLACE,
         },
     ),
-    ("*.openai.azure.com", {**_AZURE, "think_tags": False}),
-    ("*.cognitiveservices.azure.com", {**_AZURE, "think_tags": False}),
+    ("*.openai.azure.com", {**_AZURE, "think_tags": False, **_SYSTEM_IN_PLACE}),
+    ("*.cognitiveservices.azure.com", {**_AZURE, "think_tags": False, **_SYSTEM_IN_PLACE}),
     ("*.services.ai.azure.com", _AZURE),
     (
         "openrouter.ai",

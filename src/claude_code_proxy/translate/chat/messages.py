@@ -1,4 +1,12 @@
-"""Anthropic messages → OpenAI Chat Completions messages (protocol.md E.2)."""
+"""Anthropic messages → OpenAI Chat Completions messages (protocol.md E.2).
+
+System text that arrives mid-conversation (`role: "system"` messages, `mid_conv_system`
+blocks) stays where it arrived, so every turn's upstream messages start with the previous
+turn's unchanged and prefix caches keep hitting (docs/prefix-stability.md): as a `system`
+message where the provider takes those mid-conversation (`system_in_place`), else as
+`<system>` text in the adjacent user turn. Only system text before the first turn joins the
+system prompt, which is the same place.
+"""
 
 from __future__ import annotations
 
@@ -42,9 +50,12 @@ class MessageConverter(PartBuilder):
         super().__init__(options, stats)
         self.renamed = renamed
         self.out: list[dict[str, Any]] = []
-        self.late_system: list[SystemPiece] = []
-        # In-place system text that arrived between a tool call and its result.
-        self.deferred_system: list[str] = []
+        # System text before any turn: it joins the system prompt.
+        self.leading_system: list[SystemPiece] = []
+        # System messages that arrived between a tool call and its result (system_in_place).
+        self.deferred_system: list[dict[str, Any]] = []
+        # System text, as user-turn parts, waiting for the next user message (not in place).
+        self.system_for_user: list[dict[str, Any]] = []
         # The last assistant turn's tool calls still awaiting results, in call order: client
         # id → upstream id. Results pair by the client's id, which is unique; upstream ids
         # may repeat across turns (`call_0` every turn) and are only what is sent.
@@ -60,7 +71,8 @@ class MessageConverter(PartBuilder):
             else:
                 self._system(content_text(content, self.stats), cache_mark(content))
         self._close_pending_calls()
-        pieces = [(t, mark) for t, mark in (*system_parts, *self.late_system) if t]
+        self._flush_system_for_user()
+        pieces = [(t, mark) for t, mark in (*system_parts, *self.leading_system) if t]
         merged = merge_consecutive(self.out)
         if self.options.cache_control and any(mark for _, mark in pieces):
             # Explicit-caching upstreams (Anthropic models via OpenRouter) keep the breakpoints.
@@ -74,19 +86,49 @@ class MessageConverter(PartBuilder):
         return upstream_call_id(client_id, self.options.tool_id_style)
 
     def _system(self, text: str, mark: Any = None) -> None:
+        """A `role: "system"` message between turns, kept at its position."""
         if not text:
             return
-        if not self.options.system_in_place:
-            self.late_system.append((text, mark))
-        elif self.pending_calls:
-            self.deferred_system.append(text)  # tool messages must follow their call first
+        if not self.out and not self.pending_calls:
+            self.leading_system.append((text, mark))
+        elif self.options.system_in_place:
+            message = self._system_message(text, mark)
+            if self.pending_calls:
+                self.deferred_system.append(message)  # tool messages must follow their call
+            else:
+                self.out.append(message)
+        elif not self.pending_calls and self.out[-1]["role"] == "user":
+            # Right after a user turn (Claude Code's environment message after the prompt):
+            # part of that turn, which this request introduced along with it.
+            last = self.out[-1]
+            extra = simplify([self._system_part(text, mark)])
+            self.out[-1] = {**last, "content": join_content(last["content"], extra)}
         else:
-            self.out.append({"role": "system", "content": text})
+            self.system_for_user.append(self._system_part(text, mark))
+
+    def _system_message(self, text: str, mark: Any) -> dict[str, Any]:
+        if mark is not None and self.options.cache_control:
+            return {"role": "system", "content": [text_part(text, mark)]}
+        return {"role": "system", "content": text}
+
+    def _system_part(self, text: str, mark: Any) -> dict[str, Any]:
+        """System text inside a user turn, marked so the model tells it from the user's words."""
+        wrapped = f"<system>\n{text}\n</system>"
+        return text_part(wrapped, mark if self.options.cache_control else None)
 
     def _flush_deferred_system(self) -> None:
-        for text in self.deferred_system:
-            self.out.append({"role": "system", "content": text})
+        self.out.extend(self.deferred_system)
         self.deferred_system = []
+
+    def _take_system_for_user(self) -> list[dict[str, Any]]:
+        parts, self.system_for_user = self.system_for_user, []
+        return parts
+
+    def _flush_system_for_user(self) -> None:
+        """System text no user turn followed: a user message of its own, at its position."""
+        parts = self._take_system_for_user()
+        if parts:
+            self.out.append({"role": "user", "content": simplify(parts)})
 
     def _close_pending_calls(self) -> None:
         """Answer tool calls the client never answered: upstreams reject dangling calls."""
@@ -105,12 +147,18 @@ class MessageConverter(PartBuilder):
         if isinstance(content, str):
             self._close_pending_calls()
             self.stats.text_chars += len(content)
-            if content:
+            waiting = self._take_system_for_user()
+            if waiting:
+                said = [text_part(content, None)] if content else []
+                self.out.append({"role": "user", "content": simplify(waiting + said)})
+            elif content:
                 self.out.append({"role": "user", "content": content})
             return
         results: dict[str, dict[str, Any]] = {}
         orphan_texts: list[dict[str, Any]] = []
-        parts: list[dict[str, Any]] = []
+        parts: list[dict[str, Any]] = []  # the current run of user parts
+        # The turn's user parts in order, cut where a system message stays in place.
+        runs: list[list[dict[str, Any]] | dict[str, Any]] = [parts]
         result_images: list[dict[str, Any]] = []
         for index, block in blocks(content, position):
             kind = block.get("type")
@@ -134,7 +182,16 @@ class MessageConverter(PartBuilder):
                     result_images.extend(images)
             elif kind == "mid_conv_system":
                 inner = block.get("content")
-                self._system(content_text(inner, self.stats), cache_mark(inner))
+                note, mark = content_text(inner, self.stats), cache_mark(inner)
+                if not note:
+                    continue
+                if not (self.out or self.pending_calls or results or orphan_texts or parts):
+                    self.leading_system.append((note, mark))  # before any turn
+                elif self.options.system_in_place:
+                    parts = []
+                    runs += [self._system_message(note, mark), parts]
+                else:
+                    parts.append(self._system_part(note, mark))
             else:
                 parts.extend(self.content_part(block, position, index))
         if self.pending_calls:
@@ -150,14 +207,20 @@ class MessageConverter(PartBuilder):
                 self.out.append(message)
             self.pending_calls = {}
             self._flush_deferred_system()
-        rest = result_images + orphan_texts + parts
-        if rest:
-            self.out.append({"role": "user", "content": simplify(rest)})
+        head = self._take_system_for_user() + result_images + orphan_texts
+        for number, run in enumerate(runs):
+            if isinstance(run, dict):
+                self.out.append(run)  # a system message in place
+                continue
+            rest = head + run if number == 0 else run
+            if rest:
+                self.out.append({"role": "user", "content": simplify(rest)})
 
     def _assistant(self, content: str | list[Any], position: int) -> None:
         """One assistant turn; a web search result inside it (the proxy ran the search)
         ends the message carrying the call, and is sent as that call's tool message."""
         self._close_pending_calls()
+        self._flush_system_for_user()
         if isinstance(content, str):
             self.stats.text_chars += len(content)
             if content:
