@@ -352,3 +352,12 @@ def test_environment_only_is_one_provider_with_the_same_routes() -> None:
     assert upstream("claude-3-haiku") == ("old", "models:claude-3*")
     assert upstream("upstream/gpt-4") == ("upstream/gpt-4", "passthrough")
     assert upstream("gpt-4.1") == ("gpt-4.1", "passthrough")
+
+
+def test_variables_a_file_replaces_are_named_once_at_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, BASE + '[routes]\ndefault = "openai/x"\n')
+    with caplog.at_level("WARNING", logger="claude_code_proxy.config_file"):
+        load_for(Settings(), {CONFIG_ENV: str(path), "BIG_MODEL": "b", "OPENAI_API_KEY": "k"})
+    assert "BIG_MODEL is not used" in caplog.text and "OPENAI_API_KEY" not in caplog.text

@@ -380,3 +380,52 @@ def test_100_concurrent_requests_over_two_providers(
     assert len(upstreams["a"].chat_requests) == 50
     assert len(upstreams["b"].chat_requests) == 50
     assert upstreams["c"].chat_requests == []
+
+
+def test_fallback_on_a_timeout_before_the_response_head(
+    gateway: Any, upstreams: dict[str, MockUpstream]
+) -> None:
+    slow = ('[providers.slow]\nbase_url = "{url}"\napi_key = "sk-slow"\ntimeout = 0.5\n').format(
+        url=upstreams["c"].base_url
+    )
+    proxy = gateway(
+        '[routes]\ndefault = "a/gpt-a"\nopus = ["slow/gpt-s", "b/gpt-b"]\n', providers=slow
+    )
+    upstreams["c"].enqueue(json_response(completion("late"), hang_before_headers=3))
+    assert answer(ask(proxy, "claude-opus-4-5")).startswith("b:gpt-b:")
+    series = 'ccp_route_fallbacks_total{from="slow/gpt-s",reason="timeout",to="b/gpt-b"}'
+    assert metric(proxy, series) == 1
+
+
+def test_a_full_provider_hands_over_as_busy(
+    gateway: Any, upstreams: dict[str, MockUpstream]
+) -> None:
+    narrow = (
+        '[providers.narrow]\nbase_url = "{url}"\napi_key = "sk-narrow"\n'
+        "max_concurrency = 1\nconnect_timeout = 0.3\n"
+    ).format(url=upstreams["c"].base_url)
+    proxy = gateway(
+        '[routes]\ndefault = "a/gpt-a"\nopus = ["narrow/gpt-n", "b/gpt-b"]\n', providers=narrow
+    )
+    # The first request holds the only slot (its upstream waits); the second cannot get one.
+    upstreams["c"].enqueue(json_response(completion("slow one"), hang_before_headers=4))
+
+    async def both() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+
+            async def post(text: str, delay: float) -> httpx.Response:
+                await asyncio.sleep(delay)
+                body = {
+                    "model": "claude-opus-4-5",
+                    "max_tokens": 16,
+                    "messages": [{"role": "user", "content": text}],
+                }
+                return await client.post(proxy.url("/v1/messages"), json=body, headers=CLIENT)
+
+            return list(await asyncio.gather(post("first", 0), post("second", 1.0)))
+
+    first, second = asyncio.run(both())
+    assert answer(first) == "slow one"
+    assert answer(second).startswith("b:gpt-b:second")
+    series = 'ccp_route_fallbacks_total{from="narrow/gpt-n",reason="busy",to="b/gpt-b"}'
+    assert metric(proxy, series) == 1

@@ -9,6 +9,7 @@ the table and the key, and the line when it can be found (docs/routing.md).
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Mapping
@@ -26,6 +27,8 @@ from claude_code_proxy.config import (
 )
 from claude_code_proxy.gateway.router import LongContext, RoutingTable, Target, Targets
 
+logger = logging.getLogger(__name__)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -33,6 +36,15 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 CONFIG_ENV = "CLAUDE_CODE_PROXY_CONFIG"
 DEFAULT_CONFIG = "claude-code-proxy.toml"
+#: Variables of the environment-only set-up that a configuration file replaces.
+ENV_ONLY = (
+    "OPENAI_BASE_URL",
+    "AZURE_API_VERSION",
+    "BIG_MODEL",
+    "MIDDLE_MODEL",
+    "SMALL_MODEL",
+    "MODEL_MAP",
+)
 #: The provider the environment-only set-up becomes.
 IMPLICIT_PROVIDER = "upstream"
 API_KINDS = ("chat", "responses", "auto")
@@ -543,6 +555,14 @@ def load_for(settings: Settings, env: Mapping[str, str], explicit: str | None = 
     if path is None:
         return settings
     gateway = load_gateway(path, env, settings)
+    ignored = [name for name in ENV_ONLY if (env.get(name) or "").strip()]
+    if ignored:
+        logger.warning(
+            "%s decides providers and routes: %s %s not used",
+            path,
+            ", ".join(ignored),
+            "is" if len(ignored) == 1 else "are",
+        )
     web = gateway.web_search
     if web is None:
         return replace(settings, gateway=gateway)

@@ -24,9 +24,16 @@ from starlette.types import Send
 from claude_code_proxy.asgi import EventSender, send_json, start_sse
 from claude_code_proxy.capture import CaptureSession
 from claude_code_proxy.config import Settings
-from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect, StreamTranslation
+from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect
 from claude_code_proxy.gateway.capabilities import Profile
 from claude_code_proxy.gateway.providers import Provider
+from claude_code_proxy.gateway.relay import (
+    drain,
+    error_event,
+    internal_failure,
+    timeout_error,
+    translate_stream,
+)
 from claude_code_proxy.gateway.router import Decision, Target
 from claude_code_proxy.gateway.upstream import ResponsesOnly, UpstreamError
 from claude_code_proxy.metrics import Metrics
@@ -42,14 +49,10 @@ from claude_code_proxy.translate.errors import (
 from claude_code_proxy.translate.options import TranslatedRequest
 from claude_code_proxy.translate.rescue import RescueContext, offered_tools
 from claude_code_proxy.translate.search_turn import Event
-from claude_code_proxy.translate.sse import SSEDecoder, encode_events
+from claude_code_proxy.translate.sse import encode_events
 from claude_code_proxy.translate.usage import anthropic_usage
 
 logger = logging.getLogger(__name__)
-
-# After the finish chunk, how long to wait for the trailing usage chunk or [DONE].
-FINISH_GRACE_SECONDS = 3.0
-DRAIN_SECONDS = 0.5
 
 
 @dataclass
@@ -306,7 +309,7 @@ class Exchange:
         try:
             raw = await response.read()
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise _timeout(self.settings) from None
+            raise timeout_error(self.settings) from None
         except aiohttp.ClientError as exc:
             raise ProxyError(
                 502, "api_error", f"upstream response broke off: {type(exc).__name__}"
@@ -368,7 +371,7 @@ class Exchange:
                 self.capture.add("3-upstream-response", raw)
             message = self._message(raw)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            await self._fail(send, _timeout(self.settings))
+            await self._fail(send, timeout_error(self.settings))
             return
         except aiohttp.ClientError:
             await self._fail(send, ProxyError(502, "api_error", "upstream response broke off"))
@@ -417,7 +420,7 @@ class Exchange:
             # client can only learn of the failure from an `event: error`.
             logger.exception("translating the upstream stream failed")
             with contextlib.suppress(Exception):
-                await sender.write(encode_events(_internal_failure(translator)))
+                await sender.write(encode_events(internal_failure(translator)))
         finally:
             sender.stop_pings()
             self.record.stop_reason = translator.stop_reason
@@ -495,10 +498,10 @@ class Exchange:
                 try:
                     message = self._message(await response.read(), translated)
                 except ProxyError as error:
-                    yield [_error_event(error.error_type, error.message)]
+                    yield [error_event(error.error_type, error.message)]
                     return
                 except (asyncio.TimeoutError, aiohttp.ClientError):
-                    yield [_error_event("api_error", "upstream response broke off")]
+                    yield [error_event("api_error", "upstream response broke off")]
                     return
                 yield message_to_events(message)
                 return
@@ -576,102 +579,3 @@ def _keys_unavailable(provider: Provider, error: UpstreamError | None = None) ->
         reason="rate_limit",
         retry_after=float(seconds),
     )
-
-
-def _error_event(error_type: str, message: str) -> Event:
-    return {"type": "error", "error": {"type": error_type, "message": message}}
-
-
-def _internal_failure(translator: StreamTranslation) -> list[dict[str, Any]]:
-    """Closing events after an unexpected error; a bare `error` if the translator is broken."""
-    message = "the proxy failed while translating the upstream stream (see its log)"
-    with contextlib.suppress(Exception):
-        return translator.fail("api_error", message)
-    translator.ended = True
-    return [{"type": "error", "error": {"type": "api_error", "message": message}}]
-
-
-def _timeout(settings: Settings) -> ProxyError:
-    return ProxyError(
-        504,
-        "timeout_error",
-        f"upstream stopped sending for {settings.request_timeout:g}s (REQUEST_TIMEOUT)",
-    )
-
-
-async def translate_stream(
-    response: aiohttp.ClientResponse,
-    translator: StreamTranslation,
-    tap: Callable[[bytes], None] | None = None,
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """Read upstream SSE and yield Anthropic events; always ends with stop or error."""
-    decoder = SSEDecoder()
-    content = response.content
-    saw_done = False
-    try:
-        while not translator.ended:
-            if translator.finish_reason is None:
-                raw = await content.readany()
-            else:
-                raw = await asyncio.wait_for(content.readany(), FINISH_GRACE_SECONDS)
-            if tap is not None and raw:
-                tap(raw)
-            payloads = decoder.feed(raw) if raw else decoder.flush()
-            events: list[dict[str, Any]] = []
-            for payload in payloads:
-                if payload == b"[DONE]":
-                    saw_done = True
-                    break
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    preview = payload[:200].decode("utf-8", "replace")
-                    events += translator.fail(
-                        "api_error", f"upstream sent a malformed chunk: {preview}"
-                    )
-                    break
-                try:
-                    events += translator.feed(chunk)
-                except Exception:
-                    # Keep what this read already produced: the client saw none of it yet.
-                    logger.exception("translating an upstream chunk failed")
-                    events += _internal_failure(translator)
-                if translator.ended:
-                    break
-            if not translator.ended and (saw_done or not raw or translator.complete):
-                if saw_done or translator.finish_reason is not None:
-                    events += translator.finish()
-                else:
-                    events += translator.fail(
-                        "api_error", "upstream closed the stream before the response was complete"
-                    )
-            if events:
-                yield events
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        if translator.finish_reason is not None:
-            yield translator.finish()
-        else:
-            yield translator.fail("timeout_error", "upstream stopped sending (REQUEST_TIMEOUT)")
-        return
-    except aiohttp.ClientError as exc:
-        if translator.finish_reason is not None:
-            yield translator.finish()
-        else:
-            yield translator.fail(
-                "api_error", f"upstream connection dropped mid-stream ({type(exc).__name__})"
-            )
-        return
-
-
-async def drain(
-    response: aiohttp.ClientResponse, tap: Callable[[bytes], None] | None = None
-) -> None:
-    """Read to the end of the body (bounded) so the connection can return to the pool."""
-
-    async def read_rest() -> None:
-        while data := await response.content.readany():
-            if tap is not None:
-                tap(data)
-
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(read_rest(), DRAIN_SECONDS)
