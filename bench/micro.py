@@ -66,8 +66,10 @@ def _responses_pass(raw: bytes) -> None:
     translator = ResponsesStreamTranslator(model="claude-sonnet-4-5")
     decoder = SSEDecoder()
     encode_events(translator.start())
+    ignored = translator.IGNORED
     for payload in decoder.feed(raw):
-        encode_events(translator.feed(orjson.loads(payload)))
+        if not payload.startswith(ignored):
+            encode_events(translator.feed(orjson.loads(payload)))
     encode_events(translator.finish())
 
 

@@ -258,7 +258,9 @@ def number(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+    # Compact, `type` first, as OpenAI writes them.
+    data = json.dumps(event, separators=(",", ":"))
+    return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
 def sse_events(events: Sequence[dict[str, Any]], **kwargs: Any) -> SSEResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -569,3 +570,24 @@ def test_mock_rejects_what_the_api_rejects() -> None:
     assert "output_text" in (check_request({**base, "input": [assistant]}) or "")
     orphan = {"type": "function_call_output", "call_id": "call_x", "output": "1"}
     assert "No tool call" in (check_request({**base, "input": [orphan]}) or "")
+
+
+def test_events_skipped_unparsed_change_nothing() -> None:
+    """The relay skips `IGNORED` events before parsing: the translation must not need them."""
+    script = (
+        ResponseScript(chunk=4)
+        .reasoning("one", "two")
+        .text("Hello")
+        .text("No.", refusal=True)
+        .function_call("f", {"a": 1})
+    )
+    events = script.events()
+    raw = [json.dumps(e, separators=(",", ":")).encode() for e in events]
+    ignored = ResponsesStreamTranslator.IGNORED
+    kept = [e for e, r in zip(events, raw, strict=True) if not r.startswith(ignored)]
+    skipped = {e["type"] for e, r in zip(events, raw, strict=True) if r.startswith(ignored)}
+    assert {"response.created", "response.in_progress", "response.content_part.added"} <= skipped
+    full = run(events)[1].decode()
+    lean = run(kept)[1].decode()
+    strip = re.compile(r'"(id|signature)":"[^"]*"')  # message ids are random per run
+    assert strip.sub("", full) == strip.sub("", lean)

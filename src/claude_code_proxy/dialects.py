@@ -36,6 +36,7 @@ class StreamTranslation(Protocol):
     stop_reason: str | None
     error_type: str | None
     input_tokens: int
+    IGNORED: tuple[bytes, ...]  # raw payloads the relay may skip without parsing
 
     @property
     def complete(self) -> bool: ...

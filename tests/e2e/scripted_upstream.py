@@ -768,8 +768,11 @@ class ScriptedUpstream(BackgroundApp):
         await resp.prepare(request)
         try:
             for payload in payloads:
-                data = json.dumps(payload, ensure_ascii=False)
-                head = "" if done else f"event: {payload['type']}\n"
+                if done:
+                    data, head = json.dumps(payload, ensure_ascii=False), ""
+                else:  # compact, `type` first, as OpenAI writes them
+                    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+                    head = f"event: {payload['type']}\n"
                 await resp.write(f"{head}data: {data}\n\n".encode())
                 await asyncio.sleep(pace)
             if done:

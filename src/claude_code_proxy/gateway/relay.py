@@ -57,6 +57,7 @@ async def translate_stream(
     decoder = SSEDecoder()
     content = response.content
     saw_done = False
+    ignored = translator.IGNORED
     try:
         while not translator.ended:
             if translator.finish_reason is None:
@@ -71,6 +72,8 @@ async def translate_stream(
                 if payload == b"[DONE]":
                     saw_done = True
                     break
+                if ignored and payload.startswith(ignored):
+                    continue  # an event the translator has no use for: not even parsed
                 try:
                     chunk = orjson.loads(payload)
                 except orjson.JSONDecodeError:

@@ -143,6 +143,8 @@ class _ToolCall:
 class StreamTranslator:
     """Feed it parsed upstream chunks; it returns the Anthropic events to send."""
 
+    IGNORED: tuple[bytes, ...] = ()  # raw chunks skipped unparsed (none: every chunk counts)
+
     def __init__(
         self,
         *,

@@ -81,6 +81,26 @@ class _Item:
 class ResponsesStreamTranslator:
     """Feed it parsed Responses API events; it returns the Anthropic events to send."""
 
+    # Raw events that carry nothing this translator reads, recognised before parsing (OpenAI
+    # writes `type` first); `response.created` and `in_progress` echo the whole request's
+    # instructions and tools, tens of KB each. Events not matched are parsed and fed.
+    IGNORED: tuple[bytes, ...] = tuple(
+        b'{"type":"response.' + name + b'"'
+        for name in (
+            b"created",
+            b"in_progress",
+            b"queued",
+            b"content_part.added",
+            b"content_part.done",
+            b"output_text.done",
+            b"refusal.done",
+            b"reasoning_summary_part.added",
+            b"reasoning_summary_part.done",
+            b"reasoning_summary_text.done",
+            b"reasoning_text.done",
+        )
+    )
+
     def __init__(
         self,
         *,
