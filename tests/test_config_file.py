@@ -361,3 +361,19 @@ def test_variables_a_file_replaces_are_named_once_at_load(
     with caplog.at_level("WARNING", logger="claude_code_proxy.config_file"):
         load_for(Settings(), {CONFIG_ENV: str(path), "BIG_MODEL": "b", "OPENAI_API_KEY": "k"})
     assert "BIG_MODEL is not used" in caplog.text and "OPENAI_API_KEY" not in caplog.text
+
+
+def test_client_keys_for_key_less_local_providers_need_no_sk_prefix(tmp_path: Path) -> None:
+    from claude_code_proxy.auth import upstream_key
+    from claude_code_proxy.translate.errors import ProxyError
+
+    local = (
+        '[providers.local]\nbase_url = "http://localhost:11434"\n[routes]\ndefault = "local/m"\n'
+    )
+    settings = load_for(Settings(), {CONFIG_ENV: str(write(tmp_path, local))})
+    assert upstream_key({"x-api-key": "ollama"}, settings) == "ollama"
+    hosted = '[providers.h]\nbase_url = "https://api.example.com/v1"\n[routes]\ndefault = "h/m"\n'
+    settings = load_for(Settings(), {CONFIG_ENV: str(write(tmp_path, hosted))})
+    with pytest.raises(ProxyError):
+        upstream_key({"x-api-key": "ollama"}, settings)
+    assert upstream_key({"x-api-key": "sk-user-key"}, settings) == "sk-user-key"

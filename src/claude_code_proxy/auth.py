@@ -84,6 +84,12 @@ def key_pattern(settings: Settings) -> str:
     an `sk-…` key for hosted providers."""
     if settings.client_key_pattern is not None:
         return settings.client_key_pattern
+    if settings.gateway is not None:
+        # A configuration file: the client's key goes only to providers without their own.
+        urls = [p.base_url for p in settings.gateway.providers if p.dynamic]
+        if urls and all(_default_pattern(url) == ANY_KEY_PATTERN for url in urls):
+            return ANY_KEY_PATTERN
+        return DEFAULT_CLIENT_KEY_PATTERN
     return _default_pattern(settings.openai_base_url)
 
 
