@@ -40,7 +40,7 @@ UPSTREAM_IDS = [
 @pytest.mark.parametrize("upstream_id", UPSTREAM_IDS)
 def test_the_upstream_id_comes_back_byte_for_byte(upstream_id: str) -> None:
     client_id = client_tool_id(upstream_id, "msg_x:1")
-    assert ANTHROPIC_TOOL_ID.match(client_id), client_id
+    assert ANTHROPIC_TOOL_ID.fullmatch(client_id), client_id
     assert client_id.startswith("toolu_")
     assert carried_upstream_id(client_id) == upstream_id
     assert upstream_call_id(client_id) == upstream_id
@@ -49,7 +49,7 @@ def test_the_upstream_id_comes_back_byte_for_byte(upstream_id: str) -> None:
 @given(st.text(min_size=1, max_size=80), st.text(max_size=30))
 def test_any_upstream_id_round_trips_in_a_legal_client_id(upstream_id: str, salt: str) -> None:
     client_id = client_tool_id(upstream_id, salt)
-    assert ANTHROPIC_TOOL_ID.match(client_id), client_id
+    assert ANTHROPIC_TOOL_ID.fullmatch(client_id), client_id
     assert upstream_call_id(client_id) == upstream_id
     assert client_tool_id(upstream_id, salt) == client_id  # deterministic
 
@@ -209,7 +209,7 @@ def test_streamed_calls_carry_their_upstream_ids_and_glued_ones_do_not() -> None
     ids = [block["id"] for block in starts]
     assert [b["name"] for b in starts] == ["Write", "Read", "Read"]
     assert [carried_upstream_id(i) for i in ids] == ["functions.Write:0", "call_0", None]
-    assert len(set(ids)) == 3 and all(ANTHROPIC_TOOL_ID.match(i) for i in ids)
+    assert len(set(ids)) == 3 and all(ANTHROPIC_TOOL_ID.fullmatch(i) for i in ids)
     again = StreamTranslator(model="m", message_id="msg_fixed")
     replay = again.start() + again.feed(chunk)
     replayed = [e["content_block"]["id"] for e in replay if e["type"] == "content_block_start"]

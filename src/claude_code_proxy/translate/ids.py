@@ -16,7 +16,8 @@ import string
 from typing import Literal
 
 _BASE62 = string.digits + string.ascii_letters
-_TOOL_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# fullmatch only: `$` would also accept a trailing newline.
+_TOOL_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 # OpenAI's function-name pattern; Anthropic allows the same set, MCP servers sometimes more.
 _TOOL_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOOL_NAME_CHAR_RE = re.compile(r"[^A-Za-z0-9_-]")
@@ -90,7 +91,7 @@ def new_request_id() -> str:
 
 
 def is_valid_tool_id(value: object) -> bool:
-    return isinstance(value, str) and _TOOL_ID_RE.match(value) is not None
+    return isinstance(value, str) and _TOOL_ID_RE.fullmatch(value) is not None
 
 
 def _digest62(text: str, length: int) -> str:
@@ -116,7 +117,7 @@ def client_tool_id(upstream_id: str | None, salt: str) -> str:
     if not upstream_id or len(upstream_id) > MAX_CARRIED_ID:
         return CLIENT_TOOL_ID_PREFIX + nonce[_NONCE_LENGTH:]
     nonce = nonce[:_NONCE_LENGTH]
-    if _TOOL_ID_RE.match(upstream_id):
+    if _TOOL_ID_RE.fullmatch(upstream_id):
         kind, payload = _AS_IS, upstream_id
     else:
         raw = upstream_id.encode("utf-8", "surrogatepass")
@@ -182,7 +183,7 @@ def upstream_tool_id(anthropic_id: object) -> str:
     Deterministic, so a tool call and its result always carry the same id across turns.
     """
     text = anthropic_id if isinstance(anthropic_id, str) else str(anthropic_id)
-    if text and len(text) <= _MAX_UPSTREAM_TOOL_ID and _TOOL_ID_RE.match(text):
+    if text and len(text) <= _MAX_UPSTREAM_TOOL_ID and _TOOL_ID_RE.fullmatch(text):
         return text
     return "call_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
