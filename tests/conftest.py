@@ -122,6 +122,7 @@ def start_proxy(
 
     from claude_code_proxy.app import create_app
     from claude_code_proxy.config import Settings
+    from claude_code_proxy.limits import server_options
 
     settings = Settings.from_env(dict(env))
     app = create_app(settings)
@@ -131,6 +132,7 @@ def start_proxy(
         "lifespan": "on",
         "log_level": "warning",
         "timeout_graceful_shutdown": 2,
+        **server_options(settings),  # the HTTP limits `serve` runs with (limits.py)
         **uvicorn_options,
     }
     config = uvicorn.Config(app, host=host, port=port, **options)

@@ -24,7 +24,9 @@ from claude_code_proxy.translate.chat.request import (
     TranslationOptions,
     translate_request,
 )
+from claude_code_proxy.translate.documents import pdf_sources
 from claude_code_proxy.translate.errors import RequestValidationError
+from claude_code_proxy.translate.pdf import join_pdf_text, pdf_page_texts
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 UPSTREAM_MODEL = "gpt-upstream"
@@ -52,7 +54,17 @@ def body(**fields: Any) -> dict[str, Any]:
 def translate(
     request: dict[str, Any], options: TranslationOptions | None = None
 ) -> TranslatedRequest:
-    return translate_request(request, upstream_model=UPSTREAM_MODEL, options=options)
+    # The server extracts PDF text before translating (in a worker process): do it here too.
+    documents = {
+        data: join_pdf_text(
+            [t for k, t in events if k == "page"], [t for k, t in events if k == "note"]
+        )
+        for data in pdf_sources(request.get("messages") if isinstance(request, dict) else None)
+        for events in [list(pdf_page_texts(data, max_pages=100, max_chars=10**6))]
+    }
+    return translate_request(
+        request, upstream_model=UPSTREAM_MODEL, options=options, documents=documents
+    )
 
 
 def payload_of(request: dict[str, Any], **options: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from starlette.types import Send
 from claude_code_proxy import __version__
 from claude_code_proxy.asgi import CancelOnDisconnect, RequestIdMiddleware, start_sse
 from claude_code_proxy.auth import client_key, upstream_key
+from claude_code_proxy.capped import read_capped
 from claude_code_proxy.capture import Capture
 from claude_code_proxy.config import Settings
 from claude_code_proxy.config_file import gateway_of
@@ -42,8 +43,11 @@ from claude_code_proxy.gateway.upstream import Upstream
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.models import ALIASES
 from claude_code_proxy.observe import RequestRecord, finish
+from claude_code_proxy.pdf_worker import PdfExtractor, PdfLimits
+from claude_code_proxy.redact import install_log_filters, query_secrets, set_key_hash_secret
 from claude_code_proxy.server_tools.web_search import SearchTurn, WebSearch
 from claude_code_proxy.translate.chat.response import message_to_events
+from claude_code_proxy.translate.documents import pdf_sources
 from claude_code_proxy.translate.errors import ProxyError, error_body
 from claude_code_proxy.translate.ids import new_message_id, new_request_id
 from claude_code_proxy.translate.options import TranslatedRequest
@@ -57,20 +61,36 @@ logger = logging.getLogger(__name__)
 MODELS_LIMIT_MAX = 1000
 MODELS_LIMIT_DEFAULT = 20
 MODEL_CREATED_AT = "2025-01-01T00:00:00Z"
+#: Bodies above this size count against MAX_LARGE_BODIES (Claude Code's are mostly smaller).
+LARGE_BODY_BYTES = 4 * 1024 * 1024
 
 
 def _json_error(error: ProxyError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw request body, capped in size (413 beyond the cap)."""
+async def read_body(request: Request, limit: int, timeout: float = 60.0) -> bytes:
+    """The raw request body, capped in size (413) and in time (408, BODY_TIMEOUT)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise ProxyError(413, "request_too_large", f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - loop.time()))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise ProxyError(
+                408,
+                "timeout_error",
+                f"request body not received within {timeout:g}s (BODY_TIMEOUT)",
+                {"connection": "close"},
+            ) from None
         size += len(chunk)
         if size > limit:
             raise ProxyError(413, "request_too_large", f"request body exceeds {limit} bytes")
@@ -113,11 +133,22 @@ class Proxy:
             )
             if s
         ]
+        for provider in self.registry:
+            secrets += query_secrets(provider.settings.openai_base_query)
         self.capture = (
             Capture(settings.capture_dir, secrets=secrets) if settings.capture_dir else None
         )
         self.json_logs = settings.log_format == "json"
         self.warned_doubled_v1 = False
+        self.large_bodies = asyncio.Semaphore(settings.max_large_bodies)
+        self.pdf = PdfExtractor(
+            PdfLimits(
+                max_pages=settings.max_pdf_pages,
+                max_chars=settings.max_pdf_text_chars,
+                timeout=settings.pdf_timeout,
+                workers=settings.pdf_workers,
+            )
+        )
 
     @property
     def table(self) -> CapabilityTable:
@@ -159,17 +190,20 @@ class Proxy:
         try:
             key = upstream_key(request.headers, self.settings)
             record.client = key_id(client_key(request.headers) or key)
-            raw = await read_body(request, self.settings.max_request_bytes)
-            if self.capture is not None:
-                secrets = [key, client_key(request.headers) or ""]
-                capture = self.capture.session(record.request_id, secrets)
-                capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
-            body = parse_json(raw)
-            session = request.headers.get("x-claude-code-session-id")
-            record.client_model = body.get("model", "") if isinstance(body, dict) else ""
-            if not isinstance(record.client_model, str):
-                record.client_model = ""
-            decision, first = self.dispatcher.plan(body, session)
+            async with self._body_slot(request):
+                raw = await self._read_body(request)
+                if self.capture is not None:
+                    secrets = [key, client_key(request.headers) or ""]
+                    capture = self.capture.session(record.request_id, secrets)
+                    capture.add_json("1-client-request", _raw_json(raw), dict(request.headers))
+                body = parse_json(raw)
+                del raw
+                session = request.headers.get("x-claude-code-session-id")
+                record.client_model = body.get("model", "") if isinstance(body, dict) else ""
+                if not isinstance(record.client_model, str):
+                    record.client_model = ""
+                documents = await self._pdf_texts(body)
+                decision, first = self.dispatcher.plan(body, session, documents)
             record.route = decision.rule
             record.provider, record.upstream_model = first.target.provider, first.target.model
             record.stream = first.translated.stream
@@ -192,40 +226,45 @@ class Proxy:
             record=record,
             decision=decision,
             first=first,
-            prepare=lambda target: self.dispatcher.attempt(body, target, session),
+            prepare=lambda target: self.dispatcher.attempt(body, target, session, documents),
             client_key=key,
             capture=capture,
         )
         if first.translated.web_search is not None:
             # The proxy runs the web_search server tool; follow-up calls translate the same way.
             exchange.search = SearchTurn(self.web_search, first.translated.web_search, body)
-            exchange.retranslate = partial(self.dispatcher.retranslate, session_id=session)
+            exchange.retranslate = partial(
+                self.dispatcher.retranslate, session_id=session, documents=documents
+            )
         return CancelOnDisconnect(exchange.run, on_disconnect=exchange.client_disconnected)
 
     async def count_tokens(self, request: Request) -> Response:
         from claude_code_proxy.tokens import count_request_tokens
 
         record = RequestRecord(_request_id(request), "count_tokens")
+        loop = asyncio.get_running_loop()
         try:
             key = upstream_key(request.headers, self.settings)
-            body = parse_json(await read_body(request, self.settings.max_request_bytes))
-            if not isinstance(body, dict):
-                raise ProxyError(400, "invalid_request_error", "request body must be a JSON object")
-            if not isinstance(body.get("model"), str) or not body["model"]:
-                raise ProxyError(400, "invalid_request_error", "model: field required")
-            if not isinstance(body.get("messages"), list):
-                raise ProxyError(400, "invalid_request_error", "messages: field required")
+            async with self._body_slot(request):
+                body = parse_json(await self._read_body(request))
+                if not isinstance(body, dict):
+                    raise ProxyError(
+                        400, "invalid_request_error", "request body must be a JSON object"
+                    )
+                if not isinstance(body.get("model"), str) or not body["model"]:
+                    raise ProxyError(400, "invalid_request_error", "model: field required")
+                if not isinstance(body.get("messages"), list):
+                    raise ProxyError(400, "invalid_request_error", "messages: field required")
+                record.client_model = body["model"]
+                decision = self.dispatcher.decide(body)
+                record.route, record.upstream_model = decision.rule, decision.first.model
+                count = await self._upstream_count(body, decision.first, key)
+                if count is None:
+                    count = await loop.run_in_executor(None, count_request_tokens, body)
         except ProxyError as error:
             record.status, record.error_type = error.status, error.error_type
             finish(record, self.metrics, json_logs=self.json_logs)
             return _json_error(error)
-        record.client_model = body["model"]
-        decision = self.dispatcher.decide(body)
-        record.route, record.upstream_model = decision.rule, decision.first.model
-        count = await self._upstream_count(body, decision.first, key)
-        if count is None:
-            loop = asyncio.get_running_loop()
-            count = await loop.run_in_executor(None, count_request_tokens, body)
         record.status, record.input_tokens = 200, count
         finish(record, None, json_logs=self.json_logs)
         if self.metrics:
@@ -322,7 +361,8 @@ class Proxy:
             async with provider.upstream.lease(key) as session:
                 response = await provider.upstream.post_chat(session, payload, key, api=api)
                 try:
-                    data = orjson.loads(await response.read())
+                    limit = self.settings.max_upstream_response_bytes
+                    data = orjson.loads(await read_capped(response, limit))
                 finally:
                     response.release()
         except ProxyError as error:
@@ -346,6 +386,44 @@ class Proxy:
         )
 
     # ------------------------------------------------------------- internals
+
+    async def _read_body(self, request: Request) -> bytes:
+        s = self.settings
+        return await read_body(request, s.max_request_bytes, s.body_timeout)
+
+    @contextlib.asynccontextmanager
+    async def _body_slot(self, request: Request) -> AsyncIterator[None]:
+        """At most MAX_LARGE_BODIES bodies over LARGE_BODY_BYTES are read, parsed and
+        translated at once: that phase holds several copies of the body in memory."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) <= LARGE_BODY_BYTES:
+            yield
+            return
+        try:
+            await asyncio.wait_for(self.large_bodies.acquire(), self.settings.body_timeout)
+        except asyncio.TimeoutError:
+            raise ProxyError(
+                503,
+                "overloaded_error",
+                "the proxy is busy with other large requests (MAX_LARGE_BODIES); retry shortly",
+                {"retry-after": "1"},
+            ) from None
+        try:
+            yield
+        finally:
+            self.large_bodies.release()
+
+    async def _pdf_texts(self, body: Any) -> dict[str, str] | None:
+        """Text of the body's base64 PDFs, extracted off the event loop (pdf_worker.py),
+        unless every target of its route takes PDFs as files."""
+        sources = list(pdf_sources(body.get("messages"))) if isinstance(body, dict) else []
+        if not sources:
+            return None
+        decision = self.dispatcher.decide(body)
+        profiles = (self.registry.provider_of(t).profile(t.model) for t in decision.targets)
+        if all(profile.pdf_as_file for profile in profiles):
+            return None
+        return await self.pdf.extract_all(sources)
 
     async def _upstream_count(self, body: dict[str, Any], target: Target, key: str) -> int | None:
         """The upstream tokenizer's count of the translated prompt, when it has one."""
@@ -476,15 +554,18 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     """Build the ASGI app; its lifespan opens and closes the upstream connection pool."""
+    set_key_hash_secret(settings.key_hash_secret)
     proxy = Proxy(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        install_log_filters()  # after the server configured its loggers
         await proxy.registry.start()
         proxy.windows.start()
         try:
             yield
         finally:
+            proxy.pdf.close()
             await proxy.windows.stop()
             for tokenizer in proxy.tokenizers.values():
                 await tokenizer.close()

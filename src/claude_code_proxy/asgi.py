@@ -61,10 +61,11 @@ class CancelOnDisconnect:
         self.on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sent_all = False
+        started = sent_all = False
 
         async def tracked_send(message: Message) -> None:
-            nonlocal sent_all
+            nonlocal started, sent_all
+            started = True
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 sent_all = True
@@ -81,6 +82,21 @@ class CancelOnDisconnect:
             watcher.cancel()
             task.cancel()
             await asyncio.wait({task}, timeout=2.0)
+            if not started:
+                # Still waiting for the upstream's head: say so, as Anthropic would.
+                with contextlib.suppress(Exception):
+                    await send_json(
+                        send,
+                        503,
+                        {
+                            "type": "error",
+                            "error": {
+                                "type": "overloaded_error",
+                                "message": "the proxy is shutting down; retry the request",
+                            },
+                        },
+                        {"retry-after": "1", "connection": "close"},
+                    )
             return
         if task.done():
             watcher.cancel()
@@ -164,6 +180,10 @@ def _is_json(headers: Any) -> bool:
 PING_EVENT = b'event: ping\ndata: {"type":"ping"}\n\n'
 
 
+class ClientTooSlow(Exception):
+    """The client stopped reading the response (WRITE_TIMEOUT)."""
+
+
 class EventSender:
     """Writes SSE bytes to the client and keeps the connection alive during silence.
 
@@ -172,9 +192,10 @@ class EventSender:
     do not drop the connection. A lock keeps pings from landing after the final event.
     """
 
-    def __init__(self, send: Send, interval: float) -> None:
+    def __init__(self, send: Send, interval: float, write_timeout: float | None = None) -> None:
         self._send = send
         self._interval = interval
+        self._write_timeout = write_timeout
         self._lock = asyncio.Lock()
         self._last = 0.0
         self._closed = False
@@ -190,8 +211,40 @@ class EventSender:
         async with self._lock:
             if self._closed:
                 return
-            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+            await self._timed({"type": "http.response.body", "body": data, "more_body": True})
             self._last = asyncio.get_running_loop().time()
+
+    async def _timed(self, message: Message) -> None:
+        """Send, or raise ClientTooSlow after WRITE_TIMEOUT: a client that stops reading
+        must not hold its upstream request (and our buffers) open indefinitely.
+
+        A timer cancels this task instead of `wait_for` running the send in a task of its
+        own: no extra loop turns per write on the hot path."""
+        if self._write_timeout is None:
+            await self._send(message)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self._write_timeout, expire)
+        try:
+            await self._send(message)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            if hasattr(task, "uncancel"):
+                task.uncancel()
+            self._closed = True
+            raise ClientTooSlow(
+                f"the client read nothing for {self._write_timeout:g}s (WRITE_TIMEOUT)"
+            ) from None
+        finally:
+            timer.cancel()
 
     async def close(self, final: bytes = b"") -> None:
         """Send the last bytes and end the response; later writes and pings are dropped."""
@@ -201,7 +254,7 @@ class EventSender:
             if self._closed:
                 return
             self._closed = True
-            await self._send({"type": "http.response.body", "body": final, "more_body": False})
+            await self._timed({"type": "http.response.body", "body": final, "more_body": False})
 
     def stop_pings(self) -> None:
         if self._pinger is not None:
@@ -214,4 +267,7 @@ class EventSender:
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            await self.write(PING_EVENT)
+            try:
+                await self.write(PING_EVENT)
+            except ClientTooSlow:
+                return  # the exchange meets the same timeout on its next write

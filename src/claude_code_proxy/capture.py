@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping
@@ -39,7 +40,7 @@ class Capture:
     ) -> None:
         self.directory = Path(directory)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:  # settings checked it; the file system may still say no
             raise ConfigError(
                 f"CAPTURE_DIR={directory!r} cannot be created: {exc.strerror or exc}"
@@ -105,12 +106,20 @@ class CaptureSession:
     def _write(self) -> None:
         folder = self.capture.directory / self.request_id
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            # Captures hold whole conversations: owner-only (0700 folder, 0600 files).
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             for phase, parts in self.parts.items():
                 if parts:
                     data = self.capture.redact(b"".join(parts), self.secrets)
                     suffix = ".json" if phase in self.PHASES[:2] else ".txt"
-                    (folder / f"{phase}{suffix}").write_bytes(data)
+                    _write_private(folder / f"{phase}{suffix}", data)
             self.capture.prune()
         except OSError as exc:
             logger.warning("could not write capture %s: %s", folder, exc)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # an older capture file may have had other modes
+        file.write(data)

@@ -254,6 +254,8 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
 
     import uvicorn
 
+    from claude_code_proxy.limits import server_options
+
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -261,6 +263,7 @@ def serve(ctx: click.Context, /, workers: int | None, **options: Any) -> None:
         "access_log": settings.log_level in ("INFO", "DEBUG"),
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         "server_header": False,
+        **server_options(settings),
     }
     if settings.log_format == "json":
         # uvicorn's loggers then propagate to the JSON root handler (logs.py), its access

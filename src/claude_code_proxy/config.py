@@ -8,10 +8,10 @@ import math
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
@@ -27,7 +27,23 @@ PROTECTED_HEADERS = frozenset(
     {"authorization", "api-key", "content-type", "content-length", "host", "accept"}
 )
 
-
+# Headers about the connection or the message framing (RFC 9110 §7.6.1, §6.4): the HTTP
+# client owns them.
+HOP_BY_HOP_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-encoding",
+        "expect",
+    }
+)
+# An RFC 9110 field value: visible characters, spaces and tabs between them (no CR/LF/NUL).
+_FIELD_VALUE = re.compile(r"[\x21-\x7e\x80-\U0010ffff]*(?:[ \t]+[\x21-\x7e\x80-\U0010ffff]+)*")
 # An HTTP header name (RFC 9110 token), as a custom header's name must be.
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 
@@ -155,6 +171,21 @@ class Settings:
     tier_context_windows: dict[str, int] = field(default_factory=dict)
     context_discovery: bool = True
     web_search: WebSearchSettings = field(default_factory=WebSearchSettings)
+    # Hardening limits (README "Security"): slow or oversized input, upstream output, PDFs.
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    body_timeout: float = 60.0
+    max_connections: int = 2048
+    write_timeout: float = 60.0
+    max_large_bodies: int = 4
+    max_upstream_response_bytes: int = 64 * 1024 * 1024
+    max_sse_event_bytes: int = 16 * 1024 * 1024
+    max_pdf_pages: int = 100
+    max_pdf_text_chars: int = 1_000_000
+    pdf_timeout: float = 10.0
+    pdf_workers: int = 2
+    # Secret for the keyed hash of client keys in metrics and logs (random per process if unset).
+    key_hash_secret: str | None = None
 
     @property
     def dynamic_keys(self) -> bool:
@@ -240,6 +271,7 @@ class Settings:
             context_discovery=get("CONTEXT_DISCOVERY") is None
             or _bool(get("CONTEXT_DISCOVERY"), "CONTEXT_DISCOVERY"),
             web_search=WebSearchSettings.from_env(env),
+            **_limits(get),
         )
 
     def check_exposure(self) -> None:
@@ -409,6 +441,8 @@ def _without_credentials(parts: SplitResult) -> str:
 
 
 def _custom_headers(env: Mapping[str, str]) -> dict[str, str]:
+    """CUSTOM_HEADER_<NAME>=value → `name: value`, checked against RFC 9110 at start-up
+    (a bad one would otherwise break, or silently change, every upstream request)."""
     headers = {}
     for key, value in env.items():
         if key.startswith(CUSTOM_HEADER_PREFIX) and value:
@@ -424,8 +458,42 @@ def _custom_headers(env: Mapping[str, str]) -> dict[str, str]:
                 raise ConfigError(
                     f"{key}: the {name} header is set by the proxy and cannot be overridden"
                 )
+            if name in HOP_BY_HOP_HEADERS:
+                raise ConfigError(
+                    f"{key}: {name} is a connection or message-framing header; the HTTP "
+                    "client sets it, a custom value would break every request"
+                )
+            value = value.strip(" \t")
+            if not _FIELD_VALUE.fullmatch(value):
+                raise ConfigError(
+                    f"{key}: the value contains a line break or control character, "
+                    "which a header value cannot hold"
+                )
             headers[name] = value
     return headers
+
+
+def _limits(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """The hardening limits, each settable by the environment variable of its upper-case name."""
+    d = Settings
+    floats = ("header_timeout", "body_timeout", "write_timeout", "pdf_timeout")
+    ints = (
+        "max_header_bytes",
+        "max_connections",
+        "max_large_bodies",
+        "max_upstream_response_bytes",
+        "max_sse_event_bytes",
+        "max_pdf_pages",
+        "max_pdf_text_chars",
+        "pdf_workers",
+    )
+    values: dict[str, Any] = {}
+    for name in floats:
+        values[name] = _float(get(name.upper()), name.upper(), getattr(d, name))
+    for name in ints:
+        values[name] = _int(get(name.upper()), name.upper(), default=getattr(d, name), low=1)
+    values["key_hash_secret"] = get("KEY_HASH_SECRET")
+    return values
 
 
 def _capture_dir(value: str | None) -> str | None:

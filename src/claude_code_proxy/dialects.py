@@ -8,7 +8,7 @@ profile; the rest of the proxy (retries, pooling, SSE relay, observation) is sha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -55,6 +55,7 @@ class RequestTranslator(Protocol):
         upstream_model: str,
         options: TranslationOptions | None = None,
         session_id: str | None = None,
+        documents: Mapping[str, str] | None = None,
     ) -> TranslatedRequest: ...
 
 

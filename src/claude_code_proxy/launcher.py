@@ -191,6 +191,7 @@ class BackgroundProxy:
         import uvicorn
 
         from claude_code_proxy.app import create_app
+        from claude_code_proxy.limits import server_options
 
         app = self.app = create_app(self.settings)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -214,6 +215,7 @@ class BackgroundProxy:
             access_log=self.access_log,
             timeout_graceful_shutdown=5,
             server_header=False,
+            **server_options(self.settings),
         )
         server = uvicorn.Server(config)
         self._server = server

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from claude_code_proxy.metrics import Metrics
+from claude_code_proxy.redact import logfmt_value
 
 access_logger = logging.getLogger("claude_code_proxy.access")
 
@@ -94,7 +95,9 @@ def finish(record: RequestRecord, metrics: Metrics | None, *, json_logs: bool) -
             access_logger.info(orjson.dumps(fields).decode(), extra={"fields": fields})
         else:
             access_logger.info(
-                " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and v != "")
+                " ".join(
+                    f"{k}={logfmt_value(v)}" for k, v in fields.items() if v is not None and v != ""
+                )
             )
     if metrics is None:
         return

@@ -79,6 +79,8 @@ _MAX_DEPTH = 16
 # --- Tokenizer loading -----------------------------------------------------------------------
 
 _Counter = Callable[[str], int]
+#: Characters encoded per tiktoken call when counting a long text.
+_COUNT_SLICE = 1 << 20
 
 _lock = threading.Lock()
 _counter: _Counter | None = None
@@ -105,7 +107,19 @@ def _load_counter() -> _Counter:
 
         def count(text: str, _encode: Callable[..., list[int]] = encoding.encode) -> int:
             # disallowed_special=() makes "<|endoftext|>" in user text ordinary text, not an error.
-            return len(_encode(text, disallowed_special=()))
+            if len(text) <= _COUNT_SLICE:
+                return len(_encode(text, disallowed_special=()))
+            # Encoded in slices cut before a space (where cl100k starts a token anyway), so
+            # memory is one slice's token list, not ~36 bytes per token of a 30 MB body.
+            total = start = 0
+            while start < len(text):
+                end = start + _COUNT_SLICE
+                if end < len(text):
+                    cut = text.rfind(" ", start + _COUNT_SLICE // 2, end)
+                    end = cut if cut > start else end
+                total += len(_encode(text[start:end], disallowed_special=()))
+                start = end
+            return total
 
         log.debug("token counting with tiktoken encoding %r", name)
         return count

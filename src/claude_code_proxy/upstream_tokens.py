@@ -16,13 +16,18 @@ import time
 from typing import Any
 
 import aiohttp
+import orjson
 
+from claude_code_proxy.capped import read_capped
 from claude_code_proxy.config import Settings
+from claude_code_proxy.translate.errors import ProxyError
 from claude_code_proxy.windows import server_root
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT = 3.0
+#: A token count answer is tiny; a larger body is not one (issue 13).
+MAX_ANSWER_BYTES = 1024 * 1024
 RETRY_SECONDS = 600.0
 #: Which tokenizing dialects to try, by server (recognised by discovery, or the profile name).
 DIALECTS = {
@@ -79,7 +84,11 @@ class UpstreamTokenizer:
         async with session.post(self.root + path, json=body, headers=headers) as response:
             if response.status != 200:
                 return None
-            return await response.json(content_type=None)
+            try:
+                raw = await read_capped(response, MAX_ANSWER_BYTES)
+            except ProxyError:
+                return None
+            return orjson.loads(raw)
 
     async def _count(
         self, dialect: str, payload: dict[str, Any], headers: dict[str, str]

@@ -9,6 +9,7 @@ when the estimate crosses the threshold.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -45,23 +46,32 @@ class Dispatcher:
         )
         return route(table, facts)
 
-    def plan(self, body: Any, session_id: str | None) -> tuple[Decision, Attempt]:
+    def plan(
+        self, body: Any, session_id: str | None, documents: Mapping[str, str] | None = None
+    ) -> tuple[Decision, Attempt]:
+        """`documents`: the text of the body's base64 PDFs, extracted beforehand (by data)."""
         decision = self.decide(body)
-        first = self.attempt(body, decision.first, session_id)
+        first = self.attempt(body, decision.first, session_id, documents)
         long_context = self.table.long_context
         if long_context is not None and decision.rule in _BELOW_LONG_CONTEXT:
             tokens = first.translated.estimated_input_tokens
             if tokens > long_context.above_tokens:
                 decision = self.decide(body, tokens)
                 if decision.first != first.target:
-                    first = self.attempt(body, decision.first, session_id)
+                    first = self.attempt(body, decision.first, session_id, documents)
         return decision, first
 
     def api_setting(self, provider: Provider) -> str:
         """The provider's `api`, or UPSTREAM_API when the provider leaves it to "auto"."""
         return provider.api if provider.api != "auto" else self.settings.upstream_api
 
-    def attempt(self, body: Any, target: Target, session_id: str | None) -> Attempt:
+    def attempt(
+        self,
+        body: Any,
+        target: Target,
+        session_id: str | None,
+        documents: Mapping[str, str] | None = None,
+    ) -> Attempt:
         """The request translated for this target's provider, model and dialect."""
         provider = self.registry.provider_of(target)
         profile = provider.profile(target.model)
@@ -71,7 +81,11 @@ class Dispatcher:
 
         def translate(chosen: Dialect) -> TranslatedRequest:
             return chosen.translate_request(
-                body, upstream_model=target.model, options=options, session_id=session_id
+                body,
+                upstream_model=target.model,
+                options=options,
+                session_id=session_id,
+                documents=documents,
             )
 
         try:
@@ -82,11 +96,20 @@ class Dispatcher:
         return Attempt(target, provider, translated, profile, dialect=dialect, switch=switch)
 
     def retranslate(
-        self, attempt: Attempt, body: dict[str, Any], *, session_id: str | None
+        self,
+        attempt: Attempt,
+        body: dict[str, Any],
+        *,
+        session_id: str | None,
+        documents: Mapping[str, str] | None = None,
     ) -> TranslatedRequest:
         """A web search turn's follow-up body, translated like the attempt that served the
         turn (its provider's profile, its model, its current dialect)."""
         options = attempt.profile.options(max_tokens_limit=self.settings.max_tokens_limit)
         return attempt.dialect.translate_request(
-            body, upstream_model=attempt.target.model, options=options, session_id=session_id
+            body,
+            upstream_model=attempt.target.model,
+            options=options,
+            session_id=session_id,
+            documents=documents,
         )

@@ -21,7 +21,8 @@ import aiohttp
 import orjson
 from starlette.types import Send
 
-from claude_code_proxy.asgi import EventSender, send_json, start_sse
+from claude_code_proxy.asgi import ClientTooSlow, EventSender, send_json, start_sse
+from claude_code_proxy.capped import read_capped
 from claude_code_proxy.capture import CaptureSession
 from claude_code_proxy.config import Settings
 from claude_code_proxy.dialects import CHAT, RESPONSES, Dialect
@@ -38,6 +39,7 @@ from claude_code_proxy.gateway.router import Decision, Target
 from claude_code_proxy.gateway.upstream import ResponsesOnly, UpstreamError
 from claude_code_proxy.metrics import Metrics
 from claude_code_proxy.observe import RequestRecord, finish
+from claude_code_proxy.redact import query_secrets, redact_url_queries
 from claude_code_proxy.server_tools.web_search import SearchTurn
 from claude_code_proxy.translate.chat.response import message_to_events
 from claude_code_proxy.translate.errors import (
@@ -121,6 +123,11 @@ class Exchange:
 
     def client_disconnected(self) -> None:
         self.client_left = True
+
+    def _secrets(self) -> tuple[str, ...]:
+        """What upstream text must never show the client: the key, the base URL's query."""
+        query = self.attempt.provider.settings.openai_base_query
+        return (self.key, *query_secrets(query))
 
     async def run(self, send: Send) -> None:
         active = self.metrics.active_streams if self.metrics and self.translated.stream else None
@@ -307,7 +314,7 @@ class Exchange:
         """One non-streaming model call, translated; ProxyError for every failure."""
         response = await self._post(held, follow_up)
         try:
-            raw = await response.read()
+            raw = await read_capped(response, self.settings.max_upstream_response_bytes)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise timeout_error(self.settings) from None
         except aiohttp.ClientError as exc:
@@ -342,7 +349,7 @@ class Exchange:
                 completion["error"],
                 prompt_tokens=translated.estimated_input_tokens or None,
             )
-            error.message = redact_secrets(error.message, (self.key,))
+            error.message = redact_url_queries(redact_secrets(error.message, self._secrets()))
             raise error
         return self.dialect.reply(completion, translated, self.profile, self.rescue)
 
@@ -366,7 +373,7 @@ class Exchange:
     async def _replay_json(self, send: Send, response: aiohttp.ClientResponse) -> None:
         """The upstream ignored `stream: true` and answered JSON: stream that message."""
         try:
-            raw = await response.read()
+            raw = await read_capped(response, self.settings.max_upstream_response_bytes)
             if self.capture is not None:
                 self.capture.add("3-upstream-response", raw)
             message = self._message(raw)
@@ -388,17 +395,22 @@ class Exchange:
         self.completed = True
 
     async def _relay(self, send: Send, response: aiohttp.ClientResponse) -> None:
-        translator = self.dialect.stream(self.translated, self.profile, (self.key,), self.rescue)
+        translator = self.dialect.stream(
+            self.translated, self.profile, self._secrets(), self.rescue
+        )
         capture = self.capture
         tap = (lambda data: capture.add("3-upstream-response", data)) if capture else None
-        sender = EventSender(send, self.settings.ping_interval)
+        sender = EventSender(send, self.settings.ping_interval, self.settings.write_timeout)
         self.record.status = 200
         first = encode_events(translator.start())
         if capture is not None:
             capture.add("4-client-response", first)
-        await sender.start(first)
+        too_slow = False
         try:
-            async for events in translate_stream(response, translator, tap):
+            await sender.start(first)
+            async for events in translate_stream(
+                response, translator, tap, self.settings.max_sse_event_bytes
+            ):
                 data = encode_events(events)
                 if self.record.first_token_at is None:
                     self.record.first_token()
@@ -407,6 +419,11 @@ class Exchange:
                 await sender.write(data)
                 if translator.ended and translator.error_type is None:
                     self.completed = True  # message_stop is out
+        except ClientTooSlow as exc:
+            # Nothing more can reach this client: give up, and the upstream call with it
+            # (the response is released unread, which closes its connection).
+            logger.warning("%s: upstream request aborted", exc)
+            too_slow = True
         except asyncio.CancelledError:
             # Server shutting down: end the stream properly so a client still listening
             # sees an error, not a cut. A client that left hears nothing any more.
@@ -432,10 +449,14 @@ class Exchange:
                     under_counts=self.profile.prompt_under_count and self.dialect.api == "chat",
                 )
             )
+        if too_slow:
+            self.record.status, self.record.error_type = 499, "client_too_slow"
+            return
         # Finish reading the upstream body first (bounded): the connection then goes back to
         # the pool before the client can send its next request. message_stop is already out.
         await drain(response, tap)
-        await sender.close()
+        with contextlib.suppress(ClientTooSlow):
+            await sender.close()
 
     # --------------------------------------------------------- web search turns
 
@@ -496,7 +517,8 @@ class Exchange:
             content_type = response.headers.get("content-type", "")
             if "json" in content_type and "event-stream" not in content_type:
                 try:
-                    message = self._message(await response.read(), translated)
+                    raw = await read_capped(response, self.settings.max_upstream_response_bytes)
+                    message = self._message(raw, translated)
                 except ProxyError as error:
                     yield [error_event(error.error_type, error.message)]
                     return
@@ -505,9 +527,11 @@ class Exchange:
                     return
                 yield message_to_events(message)
                 return
-            translator = self.dialect.stream(translated, self.profile, (self.key,), self.rescue)
+            translator = self.dialect.stream(translated, self.profile, self._secrets(), self.rescue)
             yield translator.start()
-            async for events in translate_stream(response, translator, tap):
+            async for events in translate_stream(
+                response, translator, tap, self.settings.max_sse_event_bytes
+            ):
                 yield events
             await drain(response, tap)
         finally:
@@ -517,7 +541,7 @@ class Exchange:
         self, send: Send, turn: SearchTurn, events: AsyncIterator[list[Event]]
     ) -> None:
         stitcher = turn.stitcher
-        sender = EventSender(send, self.settings.ping_interval)
+        sender = EventSender(send, self.settings.ping_interval, self.settings.write_timeout)
         capture = self.capture
         started = False
         self.record.status = 200
@@ -534,6 +558,9 @@ class Exchange:
                 await sender.write(data)
                 if stitcher.ended and stitcher.error_type is None:
                     self.completed = True  # message_stop is out
+        except ClientTooSlow as exc:
+            logger.warning("%s: web search turn aborted", exc)
+            return
         except asyncio.CancelledError:
             if started and not stitcher.ended and not self.client_left:
                 closing = stitcher.fail("overloaded_error", "the proxy is shutting down")

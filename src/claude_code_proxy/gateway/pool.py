@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -21,14 +20,16 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from claude_code_proxy.metrics import Metrics
+from claude_code_proxy.redact import key_hash
 
 logger = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=1024)
 def key_id(key: str) -> str:
-    """A short, stable, non-reversible identifier for a key (logs, metrics, pool)."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    """A short, non-reversible identifier for a key (logs, metrics, pool): keyed, so it
+    cannot be used to check guesses of the key (redact.key_hash)."""
+    return key_hash(key)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from claude_code_proxy.config import Settings
 from claude_code_proxy.dialects import StreamTranslation
 from claude_code_proxy.translate.errors import ProxyError
 from claude_code_proxy.translate.search_turn import Event
-from claude_code_proxy.translate.sse import SSEDecoder
+from claude_code_proxy.translate.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEventTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -52,21 +52,38 @@ async def translate_stream(
     response: aiohttp.ClientResponse,
     translator: StreamTranslation,
     tap: Callable[[bytes], None] | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Read upstream SSE and yield Anthropic events; always ends with stop or error."""
-    decoder = SSEDecoder()
+    """Read upstream SSE and yield Anthropic events; always ends with stop or error.
+
+    After the finish chunk the upstream gets FINISH_GRACE_SECONDS in all (not per read:
+    keep-alive comments must not hold `message_stop` back) for its usage chunk or [DONE].
+    One SSE event beyond `max_event_bytes` (MAX_SSE_EVENT_BYTES) ends the stream.
+    """
+    decoder = SSEDecoder(max_event_bytes)
     content = response.content
     saw_done = False
+    finish_deadline: float | None = None
+    loop = asyncio.get_running_loop()
     ignored = translator.IGNORED
     try:
         while not translator.ended:
             if translator.finish_reason is None:
                 raw = await content.readany()
             else:
-                raw = await asyncio.wait_for(content.readany(), FINISH_GRACE_SECONDS)
+                if finish_deadline is None:
+                    finish_deadline = loop.time() + FINISH_GRACE_SECONDS
+                left = finish_deadline - loop.time()
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                raw = await asyncio.wait_for(content.readany(), left)
             if tap is not None and raw:
                 tap(raw)
-            payloads = decoder.feed(raw) if raw else decoder.flush()
+            try:
+                payloads = decoder.feed(raw) if raw else decoder.flush()
+            except SSEEventTooLarge as exc:
+                yield translator.fail("api_error", f"{exc} (MAX_SSE_EVENT_BYTES)")
+                return
             events: list[dict[str, Any]] = []
             for payload in payloads:
                 if payload == b"[DONE]":

@@ -23,6 +23,7 @@ from claude_code_proxy.config import Settings
 from claude_code_proxy.gateway.capabilities import CapabilityTable
 from claude_code_proxy.gateway.pool import ClientPool
 from claude_code_proxy.metrics import Metrics
+from claude_code_proxy.redact import redact_url_queries
 from claude_code_proxy.translate.errors import (
     ParameterFix,
     ProxyError,
@@ -204,8 +205,10 @@ class Upstream:
                 error = UpstreamError(
                     502,
                     "api_error",
-                    f"cannot resolve upstream host {exc.host} (DNS): {exc.strerror or exc}; "
-                    "check OPENAI_BASE_URL",
+                    redact_url_queries(
+                        f"cannot resolve upstream host {exc.host} (DNS): {exc.strerror or exc}; "
+                        "check OPENAI_BASE_URL"
+                    ),
                     reason="connect",
                 )
                 if exc.os_error.errno in _UNKNOWN_HOST:
@@ -214,15 +217,16 @@ class Upstream:
                 error = UpstreamError(
                     502,
                     "api_error",
-                    f"cannot connect to upstream {self.host}: {exc.strerror or exc}",
+                    redact_url_queries(
+                        f"cannot connect to upstream {self.host}: {exc.strerror or exc}"
+                    ),
                     reason="connect",
                 )
             except aiohttp.ClientError as exc:
+                # aiohttp quotes the full URL, whose query may hold a key (OPENAI_BASE_URL).
+                detail = redact_url_queries(f"{type(exc).__name__}: {exc}")
                 error = UpstreamError(
-                    502,
-                    "api_error",
-                    f"upstream {self.host} failed: {type(exc).__name__}: {exc}",
-                    reason="connect",
+                    502, "api_error", f"upstream {self.host} failed: {detail}", reason="connect"
                 )
             else:
                 if response.status < 400:
@@ -248,7 +252,7 @@ class Upstream:
                 mapped = map_upstream_error(
                     status, raw, response_headers, prompt_tokens=prompt_tokens
                 )
-                mapped.message = redact_secrets(mapped.message, (api_key,))
+                mapped.message = redact_url_queries(redact_secrets(mapped.message, (api_key,)))
                 wait = retry_after_seconds(response_headers) if status in WAIT_STATUSES else None
                 error = _failed(mapped, _status_reason(status, mapped), wait)
                 if status == 429 and rotate_keys:

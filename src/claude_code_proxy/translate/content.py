@@ -91,6 +91,9 @@ def merged_turns(messages: list[Any]) -> Iterator[tuple[int, str, str | list[Any
     tool_result in the second of two user messages still answers the call before them.
     """
     pending: tuple[int, str, str | list[Any]] | None = None
+    # Blocks of the pending turn once a second same-role message joined it: extended in
+    # place, so a run of N messages costs O(N), not O(N²) list copies.
+    joined: list[Any] | None = None
     for position, message in enumerate(messages):
         if not isinstance(message, dict):
             raise RequestValidationError(f"messages.{position}: must be an object")
@@ -110,11 +113,14 @@ def merged_turns(messages: list[Any]) -> Iterator[tuple[int, str, str | list[Any
             )
         role = "system" if role == "developer" else role
         if pending is not None and pending[1] == role and role != "system":
-            pending = (pending[0], role, [*as_blocks(pending[2]), *as_blocks(content)])
+            if joined is None:
+                joined = [*as_blocks(pending[2])]
+                pending = (pending[0], role, joined)
+            joined.extend(as_blocks(content))
             continue
         if pending is not None:
             yield pending
-        pending = (position, role, content)
+        pending, joined = (position, role, content), None
     if pending is not None:
         yield pending
 

@@ -8,6 +8,7 @@ Images and PDFs the upstream can take stay attachments; every other block become
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from claude_code_proxy.translate.content import (
@@ -34,9 +35,16 @@ def text_part(text: str, mark: Any) -> dict[str, Any]:
 class PartBuilder:
     """Builds the parts of one request's blocks, counting what it saw for the size estimate."""
 
-    def __init__(self, options: TranslationOptions, stats: Stats) -> None:
+    def __init__(
+        self,
+        options: TranslationOptions,
+        stats: Stats,
+        documents: Mapping[str, str] | None = None,
+    ) -> None:
         self.options = options
         self.stats = stats
+        # Text of base64 PDFs, extracted before translation (keyed by their data).
+        self.documents = documents
 
     def tool_result_content(self, block: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         content = block.get("content")
@@ -163,7 +171,7 @@ class PartBuilder:
                 filename = (title or "document") + ".pdf"
                 file_part = {"file_data": f"data:{media_type};base64,{data}", "filename": filename}
                 return [{"type": "file", "file": file_part}]
-            text = decode_document(data, str(media_type))
+            text = decode_document(data, str(media_type), self.documents)
         elif kind == "url":
             text = f"[document at {source.get('url')} — fetch it if needed]"
         else:

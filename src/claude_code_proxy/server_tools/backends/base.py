@@ -12,10 +12,14 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from claude_code_proxy.capped import read_capped
+from claude_code_proxy.translate.errors import ProxyError
 from claude_code_proxy.translate.web_search import SearchResult, UserLocation
 
 # Statuses that mean "slow down or pay more": 402 and Tavily's plan limits (432, 433).
 QUOTA_STATUSES = frozenset({402, 429, 432, 433})
+#: A search API's answer is a few KB; anything near this is not one (issue 13).
+MAX_RESULT_BYTES = 8 * 1024 * 1024
 _TAG_RE = re.compile(r"<[^>]+>")
 
 
@@ -87,7 +91,10 @@ async def fetch_json(
                 )
             if not 200 <= status < 300:
                 raise SearchFailure("unavailable", f"{backend} answered HTTP {status}")
-            body = await response.read()
+            try:
+                body = await read_capped(response, MAX_RESULT_BYTES)
+            except ProxyError as exc:
+                raise SearchFailure("unavailable", f"{backend}: {exc.message}") from None
     except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
         raise SearchFailure(
             "unavailable", f"{backend} did not answer within {timeout:g}s (WEB_SEARCH_TIMEOUT)"

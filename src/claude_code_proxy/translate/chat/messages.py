@@ -11,6 +11,7 @@ system prompt, which is the same place.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +47,14 @@ GEMINI_SKIP_SIGNATURE = "skip_thought_signature_validator"
 class MessageConverter(PartBuilder):
     """Walks Anthropic messages in order and emits OpenAI messages (protocol.md E.2)."""
 
-    def __init__(self, options: TranslationOptions, stats: Stats, renamed: dict[str, str]) -> None:
-        super().__init__(options, stats)
+    def __init__(
+        self,
+        options: TranslationOptions,
+        stats: Stats,
+        renamed: dict[str, str],
+        documents: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(options, stats, documents)
         self.renamed = renamed
         self.out: list[dict[str, Any]] = []
         # System text before any turn: it joins the system prompt.
@@ -100,9 +107,9 @@ class MessageConverter(PartBuilder):
         elif not self.pending_calls and self.out[-1]["role"] == "user":
             # Right after a user turn (Claude Code's environment message after the prompt):
             # part of that turn, which this request introduced along with it.
-            last = self.out[-1]
-            extra = simplify([self._system_part(text, mark)])
-            self.out[-1] = {**last, "content": join_content(last["content"], extra)}
+            # Appended as a user message of its own: merge_consecutive joins it to that turn
+            # once per run (joining here would copy the turn for every system message).
+            self.out.append({"role": "user", "content": simplify([self._system_part(text, mark)])})
         else:
             self.system_for_user.append(self._system_part(text, mark))
 
@@ -282,7 +289,7 @@ class MessageConverter(PartBuilder):
         if block.get("type") == "server_tool_use":
             client_id = server_call_client_id(client_id)
         call_id = self._tool_id(client_id)
-        if call_id in pending.values() or client_id in pending:
+        if call_id in part.sent_ids or client_id in pending:
             # Two calls of one turn with one upstream id (the upstream repeated it, or
             # the client did): the later one gets an id of its own, so results pair.
             call_id = upstream_tool_id(f"{client_id}#{index}")
@@ -312,6 +319,7 @@ class MessageConverter(PartBuilder):
         part.calls.append(call)
         # A repeated client id pairs with its first call; the later one stays unanswered.
         pending[client_id if client_id not in pending else f"{client_id}#{index}"] = call_id
+        part.sent_ids.add(call_id)
         self.call_names[call_id] = name
 
     def _emit_assistant(self, part: _AssistantPart) -> None:
@@ -337,6 +345,7 @@ class _AssistantPart:
     texts: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     pending: dict[str, str] = field(default_factory=dict)  # client id → upstream call id
+    sent_ids: set[str] = field(default_factory=set)  # pending's values: O(1) duplicate checks
     reasoning: list[str] = field(default_factory=list)
     details: list[Any] = field(default_factory=list)
     thought_signature: str | None = None  # Gemini's, for the next tool call
@@ -354,8 +363,13 @@ def simplify(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 
 
 def merge_consecutive(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge same-role user/assistant neighbours: many chat templates demand alternation."""
+    """Merge same-role user/assistant neighbours: many chat templates demand alternation.
+
+    A run of mergeable messages is joined once at its end (`join_all`), so N neighbours
+    cost O(total size), not O(N x size) as pairwise joining would.
+    """
     merged: list[dict[str, Any]] = []
+    run: list[Any] | None = None  # contents of the run merged[-1] stands for
     for message in messages:
         previous = merged[-1] if merged else None
         role = message["role"]
@@ -366,25 +380,36 @@ def merge_consecutive(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             and "tool_calls" not in previous
         ):
             assert previous is not None
-            combined = dict(previous)
-            combined["content"] = join_content(previous.get("content"), message.get("content"))
+            if run is None:
+                run = [previous.get("content")]
+                merged[-1] = previous = dict(previous)
+            run.append(message.get("content"))
             if "tool_calls" in message:
-                combined["tool_calls"] = message["tool_calls"]
-            merged[-1] = combined
+                previous["tool_calls"] = message["tool_calls"]
         else:
+            if run is not None:
+                merged[-1]["content"] = join_all(run)
+                run = None
             merged.append(message)
+    if run is not None:
+        merged[-1]["content"] = join_all(run)
     return merged
 
 
-def join_content(first: Any, second: Any) -> Any:
-    if first is None:
-        return second
-    if second is None:
-        return first
-    if isinstance(first, str) and isinstance(second, str):
-        return f"{first}\n\n{second}"
-    as_parts = [
-        *(first if isinstance(first, list) else [{"type": "text", "text": first}]),
-        *(second if isinstance(second, list) else [{"type": "text", "text": second}]),
-    ]
-    return as_parts
+def join_all(contents: list[Any]) -> Any:
+    """Contents of merged messages as one: strings are joined by blank lines until the
+    first part list; from then on every piece is a part of its own (text or list items)."""
+    texts: list[str] = []
+    parts: list[Any] | None = None
+    for content in contents:
+        if content is None:
+            continue
+        if parts is None:
+            if isinstance(content, str):
+                texts.append(content)
+                continue
+            parts = [{"type": "text", "text": "\n\n".join(texts)}] if texts else []
+        parts.extend(content if isinstance(content, list) else [{"type": "text", "text": content}])
+    if parts is None:
+        return "\n\n".join(texts) if texts else None
+    return parts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from claude_code_proxy.translate.chat.messages import MessageConverter
@@ -40,10 +41,13 @@ def translate_request(
     upstream_model: str,
     options: TranslationOptions | None = None,
     session_id: str | None = None,
+    documents: Mapping[str, str] | None = None,
 ) -> TranslatedRequest:
     """Validate an Anthropic request body and build the OpenAI payload for it.
 
     `session_id` (Claude Code's `X-Claude-Code-Session-Id`) keys upstream prompt caches.
+    `documents`: text of the base64 PDFs in the body, by their data, extracted beforehand
+    (see `documents.pdf_sources`) for upstreams that take no PDF files.
     """
     options = options or TranslationOptions()
     if not isinstance(body, dict):
@@ -66,7 +70,7 @@ def translate_request(
     stats = Stats()
     renamed: dict[str, str] = {}  # client tool name → upstream-legal name
     system_parts = system_texts(body.get("system"), stats)
-    converter = MessageConverter(options, stats, renamed)
+    converter = MessageConverter(options, stats, renamed, documents)
     converted = converter.convert(messages, system_parts)
     if not any(m["role"] != "system" for m in converted):
         raise RequestValidationError("messages: at least one non-empty message is required")

@@ -11,6 +11,7 @@ Always stateless: `store: false`, with encrypted reasoning included in every rep
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -50,8 +51,12 @@ def translate_request(
     upstream_model: str,
     options: TranslationOptions | None = None,
     session_id: str | None = None,
+    documents: Mapping[str, str] | None = None,
 ) -> TranslatedRequest:
-    """Validate an Anthropic request body and build the Responses API payload for it."""
+    """Validate an Anthropic request body and build the Responses API payload for it.
+
+    `documents`: text of the base64 PDFs in the body, by their data, extracted beforehand.
+    """
     options = options or TranslationOptions()
     if not isinstance(body, dict):
         raise RequestValidationError("request body must be a JSON object")
@@ -73,7 +78,7 @@ def translate_request(
     stats = Stats()
     renamed: dict[str, str] = {}
     system = "\n\n".join(text for text, _ in system_texts(body.get("system"), stats) if text)
-    items = InputBuilder(options, stats, renamed).convert(messages)
+    items = InputBuilder(options, stats, renamed, documents).convert(messages)
     if not any(item.get("role") != "developer" for item in items):
         raise RequestValidationError("messages: at least one non-empty message is required")
 
@@ -191,11 +196,18 @@ class InputBuilder(PartBuilder):
     becomes user text. Reasoning items are deduplicated by id: the API rejects repeats.
     """
 
-    def __init__(self, options: TranslationOptions, stats: Stats, renamed: dict[str, str]) -> None:
-        super().__init__(options, stats)
+    def __init__(
+        self,
+        options: TranslationOptions,
+        stats: Stats,
+        renamed: dict[str, str],
+        documents: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(options, stats, documents)
         self.renamed = renamed
         self.items: list[dict[str, Any]] = []
-        self.pending_calls: list[str] = []
+        # Upstream ids of the last turn's calls awaiting outputs, in order (a dict: O(1) `in`).
+        self.pending_calls: dict[str, None] = {}
         self.deferred_system: list[str] = []
         self.call_names: dict[str, str] = {}
         self.reasoning_ids: set[str] = set()
@@ -229,7 +241,7 @@ class InputBuilder(PartBuilder):
     def _close_pending_calls(self) -> None:
         for call_id in self.pending_calls:
             self.items.append(_output(call_id, NO_RESULT))
-        self.pending_calls = []
+        self.pending_calls = {}
         self._flush_deferred_system()
 
     # ----------------------------------------------------------------- user turns
@@ -268,7 +280,7 @@ class InputBuilder(PartBuilder):
                 parts.extend(self.content_part(block, position, index))
         for call_id in self.pending_calls:
             self.items.append(outputs.get(call_id) or _output(call_id, NO_RESULT))
-        self.pending_calls = []
+        self.pending_calls = {}
         self._flush_deferred_system()
         rest = attachments + orphans + parts
         if rest:
@@ -327,7 +339,7 @@ class InputBuilder(PartBuilder):
                 if rendered:
                     texts.append({"type": "text", "text": rendered})
         flush_text()
-        self.pending_calls = calls
+        self.pending_calls = dict.fromkeys(calls)
 
     def _function_call(self, block: dict[str, Any], position: int, index: int) -> str:
         name = block.get("name")
