@@ -377,3 +377,70 @@ def test_client_keys_for_key_less_local_providers_need_no_sk_prefix(tmp_path: Pa
     with pytest.raises(ProxyError):
         upstream_key({"x-api-key": "ollama"}, settings)
     assert upstream_key({"x-api-key": "sk-user-key"}, settings) == "sk-user-key"
+
+
+VISION = """
+[providers.openai]
+base_url = "https://api.openai.com/v1"
+api_key = "k"
+
+[providers.local]
+base_url = "http://localhost:11434"
+api_key = "ollama"
+
+[providers.lab]
+base_url = "http://127.0.0.1:9/v1"
+profile = { vision = false }
+
+[routes]
+opus = "openai/gpt-4.1"
+sonnet = "openai/gpt-5"
+haiku = "local/qwen3-coder:30b"
+default = "local/gemma3:27b"
+image = "lab/gpt-4o"
+web_search = "local/llava:13b"
+"""
+
+
+def test_vision_from_profiles_and_the_vision_table(tmp_path: Path) -> None:
+    gateway = load(tmp_path, VISION)
+    known = {str(k): v for k, v in gateway.vision.items()}
+    # Built-in model rules; the provider's profile beats them (lab/gpt-4o); unknown: absent.
+    assert known == {
+        "openai/gpt-4.1": True,
+        "openai/gpt-5": True,
+        "local/qwen3-coder:30b": False,
+        "lab/gpt-4o": False,
+        "local/llava:13b": True,
+    }
+    assert {str(t) for t in gateway.routing.vision} == {
+        "openai/gpt-4.1",
+        "openai/gpt-5",
+        "local/llava:13b",
+    }
+    table = '[vision]\n"openai/gpt-4.1" = false\n"local/gemma3:27b" = true\n'
+    gateway = load(tmp_path, VISION + table)
+    assert gateway.vision[Target("openai", "gpt-4.1")] is False
+    assert gateway.vision[Target("local", "gemma3:27b")] is True
+    routing = gateway.routing
+    assert route(routing, RequestFacts("claude-opus-4-5", has_image=True)).rule == "image"
+    assert route(routing, RequestFacts("claude-sonnet-4-5", has_image=True)).rule == "sonnet"
+    assert route(routing, RequestFacts("claude-3-x", has_image=True)).rule == "default"
+
+
+def test_vision_errors_name_the_table_and_key(tmp_path: Path) -> None:
+    routes = '[routes]\ndefault = "openai/x"\n'
+    assert_error(
+        tmp_path,
+        BASE + routes + '[vision]\n"openai/x" = "yes"\n',
+        "[vision]",
+        "'openai/x'",
+        "true (reads images) or false",
+    )
+    assert_error(tmp_path, BASE + routes + '[vision]\n"other/x" = true\n', "unknown provider")
+    assert_error(
+        tmp_path,
+        BASE.replace('api_key = "k"', 'api_key = "k"\nprofile = { vision = "no" }') + routes,
+        "[providers.openai]",
+        "vision must be true or false",
+    )

@@ -150,3 +150,25 @@ def test_tier_of() -> None:
         "default",
         None,
     ]
+
+
+def test_image_rule_skipped_only_when_the_tiers_target_reads_images() -> None:
+    from dataclasses import replace
+
+    # Nothing known (today's behaviour): every tier's images go to the image route.
+    assert decide("claude-sonnet-4-5", has_image=True) == (["openai/gpt-4o"], "image")
+    seeing = replace(TABLE, vision=frozenset({t("openai/gpt-4.1"), t("openai/gpt-5")}))
+
+    def rule(model: str) -> str:
+        return route(seeing, RequestFacts(model, has_image=True)).rule
+
+    assert rule("claude-sonnet-4-5") == "sonnet"  # gpt-4.1 reads images: it keeps them
+    assert rule("claude-opus-4-5") == "opus"  # decided by the first target of the list
+    assert rule("claude-3-unknown") == "default"  # default → openai/gpt-4.1
+    assert rule("claude-haiku-4-5") == "image"  # local/qwen3-coder:30b is not known to
+    # A tier left unset is served by default, so default's target decides.
+    no_haiku = replace(seeing, haiku=())
+    assert route(no_haiku, RequestFacts("claude-haiku-4-5", has_image=True)).rule == "default"
+    # Without images the vision set changes nothing; long_context still comes first.
+    assert route(seeing, RequestFacts("claude-haiku-4-5")).rule == "haiku"
+    assert route(seeing, RequestFacts("claude-sonnet-4-5", 70000, True)).rule == "long_context"

@@ -120,3 +120,22 @@ def test_doctor_fails_a_provider_missing_a_routed_model(tmp_path: Path) -> None:
     local_part = result.output[result.output.index("provider local") :]
     line = row(local_part, "FAIL", "model routes.opus")
     assert "gpt-small" in line
+
+
+def test_routes_shows_what_the_image_rule_decides_by(tmp_path: Path) -> None:
+    path = tmp_path / "vision.toml"
+    text = FILE.format(a="http://127.0.0.1:9/v1", b="http://127.0.0.1:9/v1")
+    text = text.replace('sonnet = "main/gpt-middle"', 'sonnet = "main/gpt-4.1"')
+    text = text.replace(
+        "[models]", 'image = "main/gpt-4o"\n\n[vision]\n"local/gpt-small" = false\n\n[models]'
+    )
+    path.write_text(text)
+    env = {CONFIG_ENV: str(path), "MAIN_KEY": "k"}
+    code, out = routes(env=env)
+    assert code == 0, out
+    assert "main/gpt-4.1 reads images" in out and "local/gpt-small text only" in out
+    assert "main/gpt-big" not in out.split("image input")[1]  # unknown: not listed
+    _, out = routes("claude-sonnet-4-5", "--image", env=env)
+    assert "rule: sonnet" in out and "→ main/gpt-4.1" in out
+    _, out = routes("claude-haiku-4-5", "--image", env=env)
+    assert "rule: image" in out and "→ main/gpt-4o" in out

@@ -429,3 +429,37 @@ def test_a_full_provider_hands_over_as_busy(
     assert answer(second).startswith("b:gpt-b:second")
     series = 'ccp_route_fallbacks_total{from="narrow/gpt-n",reason="busy",to="b/gpt-b"}'
     assert metric(proxy, series) == 1
+
+
+VISION_ROUTES = """
+[routes]
+opus = "a/gpt-4.1"
+sonnet = "a/qwen3-coder:30b"
+haiku = "c/tiny"
+image = "b/vision-b"
+"""
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_image_rule_is_for_text_only_and_unknown_models(gateway: Any, stream: bool) -> None:
+    image = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "text", "text": "what is this"},
+    ]
+    proxy = gateway(VISION_ROUTES)
+    # gpt-4.1 reads images (built-in rule): opus keeps them; qwen3-coder is text-only and
+    # c/tiny unknown: both go to the image route, as before.
+    assert answer(ask(proxy, "claude-opus-4-5", content=image, stream=stream)).startswith(
+        "a:gpt-4.1:"
+    )
+    for model in ("claude-sonnet-4-5", "claude-haiku-4-5"):
+        reply = answer(ask(proxy, model, content=image, stream=stream))
+        assert reply.startswith("b:vision-b:"), reply
+    # `[vision]` overrides the profile either way.
+    proxy = gateway(VISION_ROUTES + '[vision]\n"a/gpt-4.1" = false\n"c/tiny" = true\n')
+    assert answer(ask(proxy, "claude-opus-4-5", content=image, stream=stream)).startswith(
+        "b:vision-b:"
+    )
+    assert answer(ask(proxy, "claude-haiku-4-5", content=image, stream=stream)).startswith(
+        "c:tiny:"
+    )

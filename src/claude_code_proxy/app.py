@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import time
@@ -119,16 +118,9 @@ class Proxy:
         self.metrics = Metrics(known_models=(t.model for t in self.gateway.targets()))
         self.registry = Registry(settings, self.metrics, self.gateway)
         self.dispatcher = Dispatcher(settings, self.registry)
-        # Context windows and the upstream tokenizer speak to the environment's one provider;
-        # with a file the windows come from its [context_windows] (no discovery yet).
-        first = self.registry.first
-        windows_settings = (
-            settings
-            if self.gateway.path is None
-            else dataclasses.replace(first.settings, context_discovery=False)
-        )
-        self.windows = ContextWindows(windows_settings, first.table)
-        self.tokenizer = UpstreamTokenizer(first.settings)
+        # Each provider's windows are discovered on it, and its tokenizer counts its requests.
+        self.windows = ContextWindows(settings, self.registry)
+        self.tokenizers = {p.name: UpstreamTokenizer(p.settings) for p in self.registry}
         self.web_search = WebSearch(settings.web_search, self.metrics)
         provider_keys = [k for p in self.gateway.providers for k in p.api_keys]
         secrets = [
@@ -436,9 +428,7 @@ class Proxy:
     async def _upstream_count(self, body: dict[str, Any], target: Target, key: str) -> int | None:
         """The upstream tokenizer's count of the translated prompt, when it has one."""
         provider = self.registry.provider_of(target)
-        if provider is not self.registry.first:
-            return None  # the tokenizer speaks to the first provider only
-        server = self.windows.server or provider.profile(target.model).name
+        server = self.windows.servers.get(provider.name) or provider.profile(target.model).name
         if server not in DIALECTS:
             return None
         try:
@@ -447,17 +437,15 @@ class Proxy:
             )
         except ProxyError:
             return None
-        return await self.tokenizer.count(
+        return await self.tokenizers[provider.name].count(
             attempt.translated.payload, server, provider.key(key) or key
         )
 
     def _check_window(self, attempt: Attempt) -> None:
         """Known not to fit: the error Claude Code compacts on, without the upstream call."""
         target, tokens = attempt.target, attempt.translated.estimated_input_tokens
-        limit = attempt.provider.context_window(target.model)
-        if limit is None and attempt.provider is self.registry.first:
-            window = self.windows.window(target.model)
-            limit = window.tokens if window is not None else None
+        window = self.windows.window(target)
+        limit = window.tokens if window is not None else None
         if limit is not None and tokens > limit:
             raise ProxyError(
                 400,
@@ -579,7 +567,8 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             proxy.pdf.close()
             await proxy.windows.stop()
-            await proxy.tokenizer.close()
+            for tokenizer in proxy.tokenizers.values():
+                await tokenizer.close()
             await proxy.registry.close()
             await proxy.web_search.close()
 

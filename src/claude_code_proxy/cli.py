@@ -50,7 +50,7 @@ from claude_code_proxy.launcher import (
     signal_handlers,
 )
 from claude_code_proxy.logs import TEXT_FORMAT, JsonFormatter, json_line
-from claude_code_proxy.windows import CONFIGURED, ContextWindows, Window, client_env
+from claude_code_proxy.windows import ContextWindows, client_env
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -600,12 +600,7 @@ def run(
     for note in notes:
         click.echo(f"claude-code-proxy: {note}", err=True)
     # Claude Code compacts by the window it believes in: tell it the real one.
-    if settings.gateway is not None:  # a configuration file: its [context_windows]
-        windows = {
-            target: Window(tokens, "[context_windows]", CONFIGURED)
-            for target, tokens in settings.gateway.context_windows.items()
-        }
-    elif proxy is not None:  # ours: its own background discovery finds them
+    if proxy is not None:  # ours: its own background discovery finds them
         windows = proxy.app.state.proxy.windows.wait_known(RUN_DISCOVERY_WAIT)
     else:
         windows = asyncio.run(ContextWindows(settings).collect(RUN_DISCOVERY_WAIT / 3))

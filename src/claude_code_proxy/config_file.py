@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,7 +67,7 @@ PROVIDER_KEYS = frozenset(
     }
 )
 WEB_SEARCH_KEYS = frozenset({"backend", "url", "api_key", "api_key_env", "max_results", "timeout"})
-TOP_KEYS = frozenset({"providers", "routes", "models", "context_windows", "web_search"})
+TOP_KEYS = frozenset({"providers", "routes", "models", "context_windows", "vision", "web_search"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Api = Literal["chat", "responses", "auto"]
@@ -123,6 +123,8 @@ class GatewayConfig:
     #: does not report its window.
     context_windows: Mapping[str, int] = field(default_factory=dict)
     web_search: WebSearchConfig | None = None
+    #: Whether each target reads images, where known: `[vision]`, else its profile.
+    vision: Mapping[Target, bool] = field(default_factory=dict)
 
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:
@@ -284,14 +286,18 @@ class _Loader:
         models = self.table(data, "models")
         routing = self.routing(routes, models, names)
         windows = self.context_windows(self.table(data, "context_windows"), names)
+        vision = self.vision(self.table(data, "vision"), names)
         web_search = self.web_search(data["web_search"]) if "web_search" in data else None
-        return GatewayConfig(
+        config = GatewayConfig(
             providers=providers,
             routing=routing,
             path=str(self.where.path),
             context_windows=windows,
             web_search=web_search,
         )
+        known = known_vision(config, vision, self.settings)
+        routing = replace(routing, vision=frozenset(t for t, reads in known.items() if reads))
+        return replace(config, routing=routing, vision=known)
 
     def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
         value = data.get(name, {})
@@ -504,6 +510,15 @@ class _Loader:
             windows[str(target)] = tokens
         return windows
 
+    def vision(self, value: dict[str, Any], names: tuple[str, ...]) -> dict[str, bool]:
+        found = {}
+        for key, reads in value.items():
+            target = self.targets("vision", key, key, names)[0]
+            if not isinstance(reads, bool):
+                raise self.err("vision", key, "must be true (reads images) or false (text only)")
+            found[str(target)] = reads
+        return found
+
     def web_search(self, value: Any) -> WebSearchConfig:
         table = "web_search"
         if not isinstance(value, dict):
@@ -547,10 +562,38 @@ class _Loader:
         return config
 
 
+def known_vision(
+    config: GatewayConfig, overrides: Mapping[str, bool], settings: Settings
+) -> dict[Target, bool]:
+    """Every target whose image input is known: `[vision]`, else its provider's capability
+    profile (built-in model rules, PROVIDER_PROFILES, the provider's `profile` table)."""
+    from claude_code_proxy.gateway.capabilities import CapabilityTable, ProfileError
+
+    try:
+        base = CapabilityTable.from_file(settings.provider_profiles)
+    except ProfileError:  # reported where the profiles are loaded for the upstream
+        base = CapabilityTable()
+    tables = {
+        p.name: CapabilityTable(
+            user_providers=base.user_providers,
+            user_models=base.user_models,
+            overrides=dict(p.profile),
+        )
+        for p in config.providers
+    }
+    known = {}
+    for target in config.targets():
+        reads = overrides.get(str(target))
+        if reads is None:
+            url = config.provider(target.provider).base_url
+            reads = tables[target.provider].profile(url, target.model).vision
+        if reads is not None:
+            known[target] = reads
+    return known
+
+
 def load_for(settings: Settings, env: Mapping[str, str], explicit: str | None = None) -> Settings:
     """The settings with the configuration file (if any) loaded onto them."""
-    from dataclasses import replace
-
     path = config_path(env, explicit)
     if path is None:
         return settings

@@ -2,9 +2,10 @@
 
 Claude Code compacts a conversation by the window it believes the model has (200k or 1M
 tokens for ids it does not know); a local server often serves 8k–64k. The proxy learns the
-real window from what each server shape reports (docs/local-models.md), in the background
-at start-up and again after `REFRESH_SECONDS`, and never on a request's path: a request
-only reads the cache. A configured window (`CONTEXT_WINDOW`, `<TIER>_MODEL_CONTEXT_WINDOW`)
+real window from what each server shape reports (docs/local-models.md), from every
+provider for the models routed to it, in the background at start-up and again after
+`REFRESH_SECONDS`, and never on a request's path: a request only reads the cache. A
+configured window (`[context_windows]`, `CONTEXT_WINDOW`, `<TIER>_MODEL_CONTEXT_WINDOW`)
 always wins.
 """
 
@@ -21,7 +22,10 @@ from typing import Any
 import aiohttp
 
 from claude_code_proxy.config import Settings
+from claude_code_proxy.config_file import GatewayConfig
 from claude_code_proxy.gateway.capabilities import CapabilityTable
+from claude_code_proxy.gateway.providers import Registry
+from claude_code_proxy.gateway.router import Target, tier_of
 from claude_code_proxy.gateway.upstream import models_url, upstream_headers
 
 logger = logging.getLogger(__name__)
@@ -239,7 +243,7 @@ def _loads(raw: bytes) -> Any:
 
 
 def tier_models(settings: Settings) -> dict[str, str]:
-    """Claude Code's tiers → the upstream models they are routed to."""
+    """Claude Code's tiers → the upstream models they are routed to (environment set-up)."""
     return {
         "BIG": settings.big_model,
         "MIDDLE": settings.middle_model,
@@ -247,10 +251,14 @@ def tier_models(settings: Settings) -> dict[str, str]:
     }
 
 
-def route_models(settings: Settings) -> list[str]:
-    """Every upstream model Claude Code's requests can reach: the tiers and MODEL_MAP's."""
-    models = list(tier_models(settings).values()) + list(settings.model_map.values())
-    return list(dict.fromkeys(models))
+def client_targets(gateway: GatewayConfig) -> list[Target]:
+    """The targets Claude Code's own requests go to first: each tier's (opus, sonnet, haiku,
+    default) and every `[models]` entry for a claude id. Fallbacks and task routes are left
+    out: an overflow there is answered "prompt is too long", and Claude Code compacts."""
+    table = gateway.routing
+    groups = [table.opus, table.sonnet, table.haiku, table.default]
+    groups += [targets for pattern, targets in table.models if tier_of(pattern) is not None]
+    return list(dict.fromkeys(group[0] for group in groups if group))
 
 
 #: What Claude Code reads (verified in 2.1.337): the window auto-compaction works from, and
@@ -303,6 +311,17 @@ def configured_windows(settings: Settings) -> dict[str, Window]:
     return windows
 
 
+def configured_targets(settings: Settings, gateway: GatewayConfig) -> dict[Target, Window]:
+    """The file's `[context_windows]`, or the environment's `<TIER>_MODEL_CONTEXT_WINDOW`."""
+    if gateway.path is not None:
+        return {
+            Target.parse(target): Window(tokens, "[context_windows]", CONFIGURED)
+            for target, tokens in gateway.context_windows.items()
+        }
+    provider = gateway.providers[0].name
+    return {Target(provider, m): w for m, w in configured_windows(settings).items()}
+
+
 async def discover(
     settings: Settings,
     models: Iterable[str],
@@ -317,7 +336,7 @@ async def discover(
 async def _discover(
     settings: Settings, models: list[str], table: CapabilityTable | None, timeout: float
 ) -> tuple[dict[str, Window], str | None]:
-    """(windows, the server software when recognised)."""
+    """(windows, the server software when recognised) on the upstream `settings` name."""
     table = table or CapabilityTable.from_file(settings.provider_profiles)
     if not models:
         return {}, None
@@ -335,32 +354,47 @@ async def _discover(
 
 
 class ContextWindows:
-    """The cache a request reads: configured windows, then what discovery found."""
+    """The cache a request reads: configured windows, then what discovery found on each
+    target's own provider (every provider is probed for the models routed to it, at once)."""
 
-    def __init__(self, settings: Settings, table: CapabilityTable | None = None) -> None:
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.settings = settings
-        self.table = table
-        self.configured = configured_windows(settings)
-        self.discovered: dict[str, Window] = {}
-        self.server: str | None = None  # the server software, when discovery recognised it
+        self.registry = registry or Registry(settings)
+        self.gateway = self.registry.gateway
+        self.configured = configured_targets(settings, self.gateway)
+        self.discovered: dict[Target, Window] = {}
+        #: Provider name → the server software, when discovery recognised it.
+        self.servers: dict[str, str] = {}
         self.refreshed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def window(self, model: str) -> Window | None:
-        """The window for `model`, or None when unknown (never waits, never calls out)."""
-        window = self.configured.get(model)
+    @property
+    def server(self) -> str | None:
+        """The first provider's server software (the environment set-up's only one)."""
+        return self.servers.get(self.registry.first.name)
+
+    def window(self, target: Target | str) -> Window | None:
+        """The window for `target` (a bare model id: on the first provider, as pass-through
+        ids are), or None when unknown. Never waits, never calls out."""
+        if isinstance(target, str):
+            target = Target(self.registry.first.name, target)
+        window = self.configured.get(target)
         if window is not None:
             return window
         if self.settings.context_window:
             return Window(self.settings.context_window, "CONTEXT_WINDOW", CONFIGURED)
-        return self.discovered.get(model)
+        return self.discovered.get(target)
+
+    def label(self, target: Target) -> str:
+        """`provider/model` with a file; the bare model for the environment's one provider."""
+        return str(target) if self.gateway.path is not None else target.model
 
     def models(self) -> list[str]:
-        return route_models(self.settings)
+        return [self.label(target) for target in client_targets(self.gateway)]
 
     def known(self) -> dict[str, Window]:
-        """The windows known now, by routed model."""
-        return {m: w for m in self.models() if (w := self.window(m)) is not None}
+        """The windows known now of the targets Claude Code's requests go to, by label."""
+        return {self.label(t): w for t in client_targets(self.gateway) if (w := self.window(t))}
 
     def wait_known(self, timeout: float) -> dict[str, Window]:
         """From another thread: the windows once the first discovery ended (or timed out)."""
@@ -374,18 +408,43 @@ class ContextWindows:
         await self.refresh(timeout)
         return self.known()
 
+    def wanted(self) -> dict[str, list[str]]:
+        """Provider name → every model routed to it (any rule, fallbacks included)."""
+        wanted: dict[str, list[str]] = {}
+        for target in self.gateway.targets():
+            wanted.setdefault(target.provider, []).append(target.model)
+        return wanted
+
     async def refresh(self, timeout: float = PROBE_TIMEOUT) -> None:
-        s = self.settings
-        if s.context_discovery:
+        if self.settings.context_discovery:
+            names = list(self.wanted().items())
             # Configured windows still win; the probes also tell which server this is.
-            found, server = await _discover(s, self.models(), self.table, timeout)
-            self.server = server or self.server
-            for model, window in found.items():
-                if self.discovered.get(model) != window:
-                    logger.info(
-                        "context window of %s: %d tokens (%s)", model, window.tokens, window.source
+            results = await asyncio.gather(
+                *(
+                    _discover(
+                        self.registry[name].settings, models, self.registry[name].table, timeout
                     )
-            self.discovered.update(found)
+                    for name, models in names
+                ),
+                return_exceptions=True,
+            )
+            for (name, _), result in zip(names, results, strict=True):
+                if isinstance(result, BaseException):
+                    logger.debug("context window discovery on %s failed: %r", name, result)
+                    continue
+                found, server = result
+                if server is not None:
+                    self.servers[name] = server
+                for model, window in found.items():
+                    target = Target(name, model)
+                    if self.discovered.get(target) != window:
+                        logger.info(
+                            "context window of %s: %d tokens (%s)",
+                            self.label(target),
+                            window.tokens,
+                            window.source,
+                        )
+                    self.discovered[target] = window
         self.refreshed.set()
 
     def start(self) -> None:

@@ -14,6 +14,7 @@ sanitized (the format of ``tests/fixtures/claude_code/``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from typing import Any
 import pytest
 
 import progress
+from prefix_stability import prefix_share, report
 
 from .recorder import Exchange, Recorder, leftover_machine_data, sanitize_capture
 from .scripted_upstream import RecordedRequest, ScriptedUpstream
@@ -380,11 +382,17 @@ class CliRun:
             ]
         )
 
-    def assert_clean(self, allowed: Iterable[int] = ()) -> None:
-        """No warning or error in the proxy log, no 4xx/5xx except ``allowed``, and no request
-        the upstream had to reject as invalid."""
+    def assert_clean(self, allowed: Iterable[int] = (), expected_log: Iterable[str] = ()) -> None:
+        """No warning or error in the proxy log (except lines holding one of ``expected_log``),
+        no 4xx/5xx except ``allowed``, no request the upstream had to reject as invalid, and
+        every tool-call id the upstream emitted given back to it."""
         ctx = self.context()
-        problems = [line for line in self.proxy_log.splitlines() if LOG_PROBLEM_RE.search(line)]
+        expected = tuple(expected_log)
+        problems = [
+            line
+            for line in self.proxy_log.splitlines()
+            if LOG_PROBLEM_RE.search(line) and not any(e in line for e in expected)
+        ]
         assert not problems, f"proxy logged problems: {problems}\n{ctx}"
         allowed_set = set(allowed)
         bad = [a for a in self.access if a.status >= 400 and a.status not in allowed_set]
@@ -395,6 +403,41 @@ class CliRun:
             r.path for r in self.upstream if r.is_chat and r.is_responses != self.responses
         ]
         assert not elsewhere, f"requests to the other dialect's endpoint: {elsewhere}\n{ctx}"
+        self.assert_tool_ids_returned()
+
+    @property
+    def conversation(self) -> list[RecordedRequest]:
+        """The scenario's answered chat requests (no title or search side requests)."""
+        return [
+            r
+            for r in self.upstream
+            if r.is_chat and r.status == 200 and r.scenario == self.scenario
+        ]
+
+    def assert_tool_ids_returned(self) -> None:
+        """Every tool-call id the upstream emitted whole came back to it, byte for byte, in
+        order: on the assistant tool calls and on the tool results of the latest request
+        (which holds the whole conversation; docs/tool-ids.md)."""
+        emitted = [i for r in self.conversation for i in r.tool_ids]
+        if not emitted:
+            return
+        last = self.conversation[-1].body["messages"]
+        calls = [
+            c.get("id")
+            for m in last
+            if m.get("role") == "assistant"
+            for c in m.get("tool_calls") or []
+        ]
+        answered = [m.get("tool_call_id") for m in last if m.get("role") == "tool"]
+        ctx = self.context()
+        assert calls == emitted, f"tool calls sent back {calls}, emitted {emitted}\n{ctx}"
+        assert answered == emitted, f"results sent back {answered}, emitted {emitted}\n{ctx}"
+
+    def prefix_shares(self) -> list[float]:
+        """Per consecutive pair of the conversation's requests, the share of the earlier one the
+        later one repeats byte for byte from the start (tests/prefix_stability.py)."""
+        bodies = [r.body for r in self.conversation]
+        return [prefix_share(a, b) for a, b in itertools.pairwise(bodies)]
 
     @property
     def responses(self) -> bool:
@@ -516,6 +559,10 @@ class Stack:
         )
         if self.capture_dir is not None:
             save_capture(self.capture_dir, run, {str(workdir): "<WORKDIR>", str(home): "<HOME>"})
+        shares = run.prefix_shares()
+        if shares:  # the figure issue 14 asks for; CCP_PREFIX_REPORT collects them
+            figures = ", ".join(f"{share:.2%}" for share in shares)
+            report(f"prefix stability {run.version} {self.api} {run.name}: {figures}")
         return run
 
 

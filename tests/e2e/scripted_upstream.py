@@ -122,6 +122,9 @@ class Reply:
     status: int = 200
     error: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False
+    """End the stream with an error chunk halfway through the last call's arguments, as a
+    llama.cpp server that fails mid-generation does."""
 
     def fragments(self, text: str, default_parts: int) -> list[str]:
         """``text`` cut into stream fragments."""
@@ -162,6 +165,8 @@ class Conversation:
     workdir: str
     hit: int
     """How many requests this scenario received since the last reset, this one included."""
+    responses: bool = False
+    """The request came in on the Responses API (call ids must be unique there)."""
 
     @property
     def tool_rounds(self) -> int:
@@ -207,14 +212,15 @@ def scenario_bash(conv: Conversation) -> Reply:
     """Run ``echo bash-ok > bash.txt``, then "done"."""
     if conv.tool_rounds == 0:
         args = {"command": "echo bash-ok > bash.txt", "description": "Write bash.txt"}
-        return Reply("Running it.", [Call("Bash", args)])
+        return Reply("Running it.", [Call("Bash", args, id="call_0")])
     return Reply("done")
 
 
 def scenario_read(conv: Conversation) -> Reply:
     """Read notes.txt and answer with the secret word found in the tool result."""
     if conv.tool_rounds == 0:
-        return Reply("Let me read it.", [Call("Read", {"file_path": conv.path("notes.txt")})])
+        call = Call("Read", {"file_path": conv.path("notes.txt")}, id="D681PevKs")  # Mistral's
+        return Reply("Let me read it.", [call])
     found = [m.group(1) for r in conv.last_results for m in SECRET_RE.finditer(r)]
     if not found:
         return Reply(f"I could not find the secret word in {conv.last_results!r}")
@@ -224,9 +230,14 @@ def scenario_read(conv: Conversation) -> Reply:
 def scenario_parallel(conv: Conversation) -> Reply:
     """Two Write calls in one turn, then a summary of the two results."""
     if conv.tool_rounds == 0:
+        # Kimi-K2's ids: `.` and `:` are not legal in Anthropic tool ids.
         calls = [
-            Call("Write", {"file_path": conv.path("a.txt"), "content": "alpha"}),
-            Call("Write", {"file_path": conv.path("b.txt"), "content": "beta"}),
+            Call(
+                "Write", {"file_path": conv.path("a.txt"), "content": "alpha"}, "functions.Write:0"
+            ),
+            Call(
+                "Write", {"file_path": conv.path("b.txt"), "content": "beta"}, "functions.Write:1"
+            ),
         ]
         return Reply("Writing both files.", calls)
     results = conv.last_results
@@ -240,14 +251,17 @@ def scenario_loop(conv: Conversation) -> Reply:
     The Read targets a file the CLI has not written itself: Claude Code 2.1.197 answers a Read
     of a file it wrote (and did not see change) with "Wasted call — file unchanged".
     """
+    # `call_0` on every round, as some servers number calls per reply (Responses API call
+    # ids are unique: there the default ids).
+    ids = {} if conv.responses else {"id": "call_0"}
     if conv.tool_rounds == 0:
-        call = Call("Write", {"file_path": conv.path("loop.txt"), "content": "one\n"})
+        call = Call("Write", {"file_path": conv.path("loop.txt"), "content": "one\n"}, **ids)
         return Reply("Step 1.", [call])
     if conv.tool_rounds == 1:
         command = "cp loop.txt loop2.txt && echo two >> loop2.txt"
-        return Reply("Step 2.", [Call("Bash", {"command": command})])
+        return Reply("Step 2.", [Call("Bash", {"command": command}, **ids)])
     if conv.tool_rounds == 2:
-        return Reply("Step 3.", [Call("Read", {"file_path": conv.path("loop2.txt")})])
+        return Reply("Step 3.", [Call("Read", {"file_path": conv.path("loop2.txt")}, **ids)])
     lines = [line for r in conv.last_results for line in read_lines(r) if line]
     return Reply(LOOP_FINAL_PREFIX + ",".join(lines))
 
@@ -260,7 +274,8 @@ def scenario_reasoning(conv: Conversation) -> Reply:
     """``reasoning_content`` streamed before a Write call, and before the final text."""
     sizes = (7, 5, 11)
     if conv.tool_rounds == 0:
-        call = Call("Write", {"file_path": conv.path("think.txt"), "content": "thought"})
+        args = {"file_path": conv.path("think.txt"), "content": "thought"}
+        call = Call("Write", args, id=f"chatcmpl-tool-{uuid.uuid4().hex}")  # vLLM's
         return Reply("", [call], reasoning=REASONING_TURN_1, sizes=sizes)
     return Reply("done", reasoning=REASONING_TURN_2, sizes=sizes)
 
@@ -269,7 +284,8 @@ def scenario_fragments(conv: Conversation) -> Reply:
     """Text and tool arguments streamed in 1-3 character fragments."""
     sizes = (1, 2, 3, 2)
     if conv.tool_rounds == 0:
-        call = Call("Write", {"file_path": conv.path("frag.txt"), "content": FRAGMENT_TEXT})
+        args = {"file_path": conv.path("frag.txt"), "content": FRAGMENT_TEXT}
+        call = Call("Write", args, id="function-call-13274358826593085373")  # Gemini's
         return Reply("Writing a tricky file.", [call], sizes=sizes, pace=0.001)
     return Reply("done, in fragments", sizes=sizes, pace=0.001)
 
@@ -282,6 +298,17 @@ def scenario_rate_limit(conv: Conversation) -> Reply:
     if conv.hit <= RATE_LIMITED_REQUESTS:
         return Reply(status=429, error=RATE_LIMIT_ERROR, headers={"retry-after": "1"})
     return _write_then_done(conv, "rate.txt", "after 429")
+
+
+CUT_CONTENT = "the whole file, which must never be written truncated\n"
+
+
+def scenario_cut(conv: Conversation) -> Reply:
+    """The first reply fails halfway through a Write's content; later ones write it whole."""
+    if conv.tool_rounds == 0:
+        call = Call("Write", {"file_path": conv.path("cut.txt"), "content": CUT_CONTENT})
+        return Reply("Writing.", [call], sizes=(9,), cut=conv.hit == 1)
+    return Reply("done")
 
 
 def scenario_overflow(conv: Conversation) -> Reply:
@@ -350,6 +377,7 @@ SCENARIOS: dict[str, Callable[[Conversation], Reply]] = {
     "fragments": scenario_fragments,
     "rate_limit": scenario_rate_limit,
     "overflow": scenario_overflow,
+    "cut": scenario_cut,
     "long": scenario_long,
     "websearch": scenario_websearch,
 }
@@ -501,6 +529,8 @@ class RecordedRequest:
     """Why the request was invalid (a proxy defect), or None."""
     raw: Any = None
     """A Responses API request as received (``body`` is then its chat view)."""
+    tool_ids: list[str] = field(default_factory=list)
+    """Ids of the tool calls the reply sent whole (a cut call's id is not among them)."""
 
     @property
     def is_chat(self) -> bool:
@@ -633,7 +663,9 @@ class ScriptedUpstream(BackgroundApp):
         if script is None or workdir is None:
             return self._reject(rec, 400, f"unknown scenario {rec.scenario!r} or no workdir")
         self.hits[rec.scenario] += 1
-        conv = Conversation(messages, str(body["model"]), workdir, self.hits[rec.scenario])
+        conv = Conversation(
+            messages, str(body["model"]), workdir, self.hits[rec.scenario], rec.is_responses
+        )
         reply = script(conv)
         rec.status = reply.status
         return await self._answer(request, rec, reply)
@@ -643,6 +675,7 @@ class ScriptedUpstream(BackgroundApp):
     ) -> web.StreamResponse:
         if reply.status != 200:
             return web.json_response(reply.error, status=reply.status, headers=reply.headers)
+        rec.tool_ids = [call.id for call in (reply.calls[:-1] if reply.cut else reply.calls)]
         model = str(rec.body["model"])
         if rec.is_responses:
             script = self.ledger.script(model, reply)
@@ -708,7 +741,17 @@ class ScriptedUpstream(BackgroundApp):
             yield chunk(
                 {"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]}
             )
-            for piece in reply.fragments(call.arguments, 4):
+            pieces = reply.fragments(call.arguments, 4)
+            if reply.cut and index == len(reply.calls) - 1:
+                for piece in pieces[: len(pieces) // 2]:
+                    fragment = {"index": index, "function": {"arguments": piece}}
+                    yield chunk({"tool_calls": [fragment]})
+                # llama.cpp's ending for a generation that failed after the stream began.
+                yield {
+                    "error": {"code": 500, "message": "generation failed", "type": "server_error"}
+                }
+                return
+            for piece in pieces:
                 yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         yield chunk({}, "tool_calls" if reply.calls else "stop")
         yield {**base, "choices": [], "usage": self._usage()}
@@ -723,15 +766,18 @@ class ScriptedUpstream(BackgroundApp):
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        for payload in payloads:
+        try:
+            for payload in payloads:
+                if done:
+                    data, head = json.dumps(payload, ensure_ascii=False), ""
+                else:  # compact, `type` first, as OpenAI writes them
+                    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+                    head = f"event: {payload['type']}\n"
+                await resp.write(f"{head}data: {data}\n\n".encode())
+                await asyncio.sleep(pace)
             if done:
-                data, head = json.dumps(payload, ensure_ascii=False), ""
-            else:  # compact, `type` first, as OpenAI writes them
-                data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-                head = f"event: {payload['type']}\n"
-            await resp.write(f"{head}data: {data}\n\n".encode())
-            await asyncio.sleep(pace)
-        if done:
-            await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
+                await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # the proxy stopped reading after an error chunk (the "cut" scenario)
         return resp

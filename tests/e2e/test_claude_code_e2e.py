@@ -5,13 +5,17 @@ Every scenario runs against both CLI versions installed by ``scripts/install_cla
 and one proxy serve all scenarios of a version, one CLI run at a time; the scenario is chosen
 by the ``[ccp:NAME]`` marker in the prompt (see ``scripted_upstream.SCENARIOS``). Each test
 asserts what a user would observe (files, exit code, result text, turns) and that the proxy
-logged no error and answered no 4xx/5xx beyond what the scenario provokes.
+logged no error and answered no 4xx/5xx beyond what the scenario provokes; ``assert_clean`` also
+checks that every tool-call id the scripted upstream emitted came back to it byte for byte (the
+scenarios emit OpenAI, vLLM, Kimi, Gemini, Mistral ids, and ``call_0`` on every round). Each
+run prints its prefix-stability figures (``CCP_PREFIX_REPORT=file`` collects them).
 
 Set ``CCP_E2E_CAPTURE_DIR`` to save what the CLI sent (see ``harness``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -21,6 +25,7 @@ from typing import Any
 import pytest
 
 from mock_search import MockSearch
+from prefix_stability import first_difference, messages_extend
 
 from .background import ConnectSink
 from .harness import (
@@ -38,6 +43,7 @@ from .harness import (
     run_proxy,
 )
 from .scripted_upstream import (
+    CUT_CONTENT,
     FRAGMENT_TEXT,
     LONG_ANSWER,
     LOOP_FINAL_PREFIX,
@@ -431,3 +437,57 @@ def test_web_search(stack: Stack, searxng: MockSearch, tmp_path: Path) -> None:
     assert searched[0].get("searchCount", 1) == 1, run.context()
     assert "Links:" in text, run.context()
     assert "search answered:" in str(run.result.get("result")), run.context()
+
+
+def test_a_tool_call_cut_by_an_upstream_failure_is_never_run(stack: Stack, tmp_path: Path) -> None:
+    """The upstream fails halfway through a Write's content (an error chunk, as llama.cpp
+    sends): the proxy leaves the tool_use open before ``event: error``, so the CLI discards the
+    turn instead of writing a truncated file; its retry gets the whole call."""
+    if stack.api != "chat":
+        pytest.skip("the cut is scripted in the Chat Completions stream")
+    run = stack.run("cut", "create cut.txt", tmp_path)
+    # The CLI hangs up as soon as it reads the error event: the proxy logs that request as 499.
+    run.assert_clean(allowed={499}, expected_log=("leaving it open",))
+    ctx = run.context()
+    path = run.workdir / "cut.txt"
+    if path.exists():
+        assert path.read_text() == CUT_CONTENT, ctx  # whole, from a retry, never truncated
+    later = [r.body for r in run.conversation[1:]]
+    cut = [
+        call
+        for body in later
+        for m in body["messages"]
+        for call in m.get("tool_calls") or []
+        if json.loads(call["function"]["arguments"]).get("content") not in (None, CUT_CONTENT)
+    ]
+    assert not cut, f"the cut call came back as if it had run: {cut}\n{ctx}"
+    first = run.conversation[0]
+    assert first.tool_ids == [], ctx
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["folded", "system-messages"])
+def test_prefix_stability_over_a_session(stack: Stack, tmp_path: Path, in_place: bool) -> None:
+    """Four requests of a three-round session: each starts with the whole previous one, byte
+    for byte (docs/prefix-stability.md), whichever way system text is placed."""
+    if stack.api != "chat":
+        pytest.skip("measured on the Chat Completions translation")
+    profiles = tmp_path / "profiles.json"
+    profiles.write_text(json.dumps({"providers": {"127.0.0.1:*": {"system_in_place": in_place}}}))
+    env = proxy_env(stack.upstream.base_url, PROVIDER_PROFILES=str(profiles))
+    with run_proxy(env, tmp_path / "proxy", name=f"prefix-proxy-{in_place}") as proxy:
+        run = stack.run(
+            "loop",
+            "build loop.txt step by step and report it",
+            tmp_path,
+            proxy=proxy,
+            name=f"prefix-{'system-messages' if in_place else 'folded'}",
+        )
+    run.assert_clean()
+    run.assert_success(turns=4, result=LOOP_FINAL_PREFIX + "one,two")
+    bodies = [r.body for r in run.conversation]
+    assert len(bodies) == 4, run.context()
+    for before, after in itertools.pairwise(bodies):
+        assert messages_extend(before, after), first_difference(before, after)
+    assert run.prefix_shares() == [1.0, 1.0, 1.0], first_difference(bodies[0], bodies[1])
+    roles = [m["role"] for m in bodies[-1]["messages"]]
+    assert (roles.count("system") > 1) is in_place, roles  # the environment message in place

@@ -74,6 +74,9 @@ class Profile:
     # Turn tool calls the model wrote as text into tool_use (translate/rescue.py): for servers
     # that may not parse them; hosted providers parse their models' calls themselves.
     rescue_tool_calls: bool = True
+    # Whether the model reads images: True, False (text-only) or None (not known). The
+    # `image` route is skipped for a tier whose target is known to read them (routing.md).
+    vision: bool | None = None
 
     def options(self, *, max_tokens_limit: int | None) -> TranslationOptions:
         limits = [n for n in (max_tokens_limit, self.max_output_tokens) if n]
@@ -97,6 +100,8 @@ class Profile:
 
 
 Overrides = dict[str, Any]
+_VISION: Overrides = {"vision": True}
+_TEXT_ONLY: Overrides = {"vision": False}
 _REASONING_MODELS: Overrides = {
     "max_tokens_field": "max_completion_tokens",
     "drop_params": frozenset({"temperature", "top_p", "stop"}),
@@ -216,6 +221,21 @@ MODELS: tuple[tuple[str, Overrides], ...] = (
     ("o3-pro*", _RESPONSES_ONLY),
     ("gpt-5*-pro*", _RESPONSES_ONLY),
     ("gpt-oss*", {"reasoning_param": "reasoning_effort", "reasoning_echo": "reasoning"}),
+    # Image input (docs/routing.md): only families whose every variant is known either way.
+    ("gpt-4o*", _VISION),
+    ("gpt-4.1*", _VISION),
+    ("gpt-5*", _VISION),
+    ("gemini-*", _VISION),
+    ("claude-*", _VISION),
+    ("*-vl*", _VISION),
+    ("llava*", _VISION),
+    ("pixtral*", _VISION),
+    ("gpt-oss*", _TEXT_ONLY),
+    ("deepseek-chat*", _TEXT_ONLY),
+    ("deepseek-reasoner*", _TEXT_ONLY),
+    ("qwen3-coder*", _TEXT_ONLY),
+    ("qwen2.5-coder*", _TEXT_ONLY),
+    ("codestral*", _TEXT_ONLY),
     ("deepseek-reasoner*", {"reasoning_echo": "reasoning_content", "stash_reasoning": True}),
     ("deepseek-r1*", {"reasoning_echo": "reasoning_content", "stash_reasoning": True}),
     ("gemini-*", {"schema_dialect": "gemini"}),
@@ -246,6 +266,8 @@ def _coerce(name: str, value: Any) -> Any:
         return frozenset(str(v) for v in value)
     if name not in _FIELDS:
         raise ProfileError(f"unknown profile setting {name!r}; known: {', '.join(sorted(_FIELDS))}")
+    if name == "vision" and value is not None and not isinstance(value, bool):
+        raise ProfileError("vision must be true or false")
     if name == "drop_params":
         if not isinstance(value, list | tuple | set | frozenset):
             raise ProfileError("drop_params must be a list of parameter names")

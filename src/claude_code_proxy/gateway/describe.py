@@ -53,7 +53,13 @@ def routes_lines(gateway: GatewayConfig) -> list[str]:
             ("long_context", f"above {lc.above_tokens} tokens → {targets_text(lc.targets)}")
         )
     if table.image:
-        rows.append(("image", f"requests with images → {targets_text(table.image)}"))
+        rows.append(
+            (
+                "image",
+                f"requests with images → {targets_text(table.image)}, "
+                "unless the tier's target reads images",
+            )
+        )
     if table.web_search:
         rows.append(("web_search", f"requests with web_search → {targets_text(table.web_search)}"))
     for tier in ("opus", "sonnet", "haiku"):
@@ -67,6 +73,14 @@ def routes_lines(gateway: GatewayConfig) -> list[str]:
     if windows:
         lines.append("context windows")
         lines += [f"  {target} {tokens} tokens" for target, tokens in windows.items()]
+    if table.image:  # what the image rule decides by; an unknown model counts as text-only
+        known = gateway.vision
+        lines.append("image input (from [vision] or the model's profile; others: unknown)")
+        lines += [
+            f"  {target} {'reads images' if known[target] else 'text only'}"
+            for target in gateway.targets()
+            if target in known
+        ]
     return lines
 
 

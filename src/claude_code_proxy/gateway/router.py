@@ -3,8 +3,9 @@
 Order of decision (docs/routing.md):
 1. `[models]` exact id, 2. `[models]` glob (in file order), 3. a `provider/model` id whose
 provider exists, 4. the task rules: `long_context` (the proxy's own token estimate above
-`above_tokens`), `image`, `web_search`, 5. the tier by id (haiku/sonnet/opus), 6. `default`
-for any other claude id; 7. any other id passes through to the first provider.
+`above_tokens`), `image` (unless the tier's target is known to read images), `web_search`,
+5. the tier by id (haiku/sonnet/opus), 6. `default` for any other claude id; 7. any other
+id passes through to the first provider.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class RoutingTable:
     #: Whether a `provider/model` client id goes to that provider (off for the environment's
     #: single provider, whose client ids always passed through unchanged).
     provider_ids: bool = True
+    #: Targets known to read images: a tier served by one of them keeps its images (the
+    #: `image` rule is for text-only and unknown models).
+    vision: frozenset[Target] = frozenset()
     _exact: dict[str, Targets] = field(init=False, repr=False, compare=False)
     _globs: tuple[tuple[str, Targets], ...] = field(init=False, repr=False, compare=False)
 
@@ -72,6 +76,11 @@ class RoutingTable:
         """A tier's targets; an unset tier falls back to `default`."""
         targets: Targets = getattr(self, name)
         return targets or self.default
+
+    def reads_images(self, tier: str) -> bool:
+        """The tier's first target is known to read images (unknown counts as not)."""
+        targets = self.tier(tier)
+        return bool(targets) and targets[0] in self.vision
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,7 @@ def route(table: RoutingTable, facts: RequestFacts) -> Decision:
         lc = table.long_context
         if lc is not None and facts.tokens > lc.above_tokens:
             return Decision(lc.targets, "long_context")
-        if facts.has_image and table.image:
+        if facts.has_image and table.image and not table.reads_images(tier):
             return Decision(table.image, "image")
         if facts.has_web_search and table.web_search:
             return Decision(table.web_search, "web_search")
