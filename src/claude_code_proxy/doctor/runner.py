@@ -22,6 +22,7 @@ from claude_code_proxy.doctor.reasoning import ReasoningCheck
 from claude_code_proxy.doctor.report import Check, Report
 from claude_code_proxy.doctor.text import TextCheck
 from claude_code_proxy.doctor.tool_round_trip import ToolRoundTripCheck
+from claude_code_proxy.doctor.web_search import WebSearchCheck
 from claude_code_proxy.launcher import BackgroundProxy, ProxyStartError
 from claude_code_proxy.models import map_model
 
@@ -57,6 +58,7 @@ class Doctor:
             asyncio.run(self.network())
         else:
             asyncio.run(ProviderSections(self.ctx, gateway).run())
+        asyncio.run(WebSearchCheck().run(self.ctx))
         return self.results
 
     async def network(self) -> None:
