@@ -231,7 +231,7 @@ def test_request_translation_stays_linear_in_runs_of_same_role_messages() -> Non
     """Runs of user or system messages were merged pairwise (O(N²) copies)."""
     from claude_code_proxy.translate.chat.request import TranslationOptions, translate_request
 
-    users = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}] * 60_000
+    users = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}] * 120_000
     systems = [{"role": "user", "content": "x"}] + [
         {"role": "system", "content": "s" * 100}
     ] * 40_000
