@@ -658,3 +658,24 @@ def test_capture_files_are_private(
     assert files and folders
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in files)
     assert all(p.stat().st_mode & 0o777 == 0o700 for p in [tmp_path / "captures", *folders])
+
+
+def test_the_h11_fallback_protocol_enforces_the_same_head_limits(
+    proxy_factory: ProxyFactory,
+) -> None:
+    """Without httptools the limits ride on uvicorn's h11 protocol (limits.py)."""
+    import functools
+
+    from claude_code_proxy.limits import LimitedH11Protocol, ServerLimits
+
+    limits = ServerLimits(header_timeout=2.0, max_header_bytes=64 * 1024, max_connections=100)
+    http = functools.partial(LimitedH11Protocol, limits=limits)
+    proxy = proxy_factory(uvicorn_options={"http": http})
+    big = open_socket(proxy, b"GET /health HTTP/1.1\r\nHost: x\r\nx-big: " + b"a" * 300_000)
+    slow = open_socket(proxy, b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    assert health_answered(proxy) < NORMAL_BUDGET
+    answers = [closed_by_proxy(s, within=10) for s in (big, slow)]
+    big.close()
+    slow.close()
+    assert answers[0] is not None and answers[0].startswith(b"HTTP/1.1 431"), answers[0]
+    assert answers[1] is not None and answers[1].startswith(b"HTTP/1.1 408"), answers[1]

@@ -393,7 +393,9 @@ def test_gateway_model_discovery(stack: Stack, tmp_path: Path) -> None:
     run.assert_file("hello.txt", "hi")
     listed = [a for a in run.access if a.method == "GET" and a.path.startswith("/v1/models")]
     assert listed and all(a.status == 200 for a in listed), run.context()
-    assert any("limit=1000" in a.path for a in listed), run.context()
+    # The access log redacts query strings (they may carry keys), so the paged listing
+    # Claude Code asks for (`?limit=1000`) shows as a query that reached the proxy.
+    assert any(a.path.startswith("/v1/models?") for a in listed), run.context()
     titles = [r for r in run.upstream if r.scenario == "title"]
     assert all(r.status == 200 for r in titles), run.context()
 
