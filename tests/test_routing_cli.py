@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from claude_code_proxy.cli import main
 from claude_code_proxy.config_file import CONFIG_ENV
-from mock_upstream import MockUpstream
+from mock_upstream import MODELS_PATH, MockUpstream, json_response
 from test_doctor import clean_env, doctor, healthy, row  # noqa: F401  (clean_env: autouse)
 
 FILE = """
@@ -139,3 +139,20 @@ def test_routes_shows_what_the_image_rule_decides_by(tmp_path: Path) -> None:
     assert "rule: sonnet" in out and "→ main/gpt-4.1" in out
     _, out = routes("claude-haiku-4-5", "--image", env=env)
     assert "rule: image" in out and "→ main/gpt-4o" in out
+
+
+def test_doctor_uses_the_files_context_windows_per_provider(tmp_path: Path) -> None:
+    with MockUpstream(healthy()) as a, MockUpstream(healthy()) as b:
+        b.models = ["gpt-small"]
+        b.enqueue(
+            json_response({"data": [{"id": "gpt-small", "max_model_len": 65536}]}), path=MODELS_PATH
+        )
+        path = write(tmp_path, a.base_url, b.base_url)
+        text = path.read_text() + '\n[context_windows]\n"main/gpt-big" = 40000\n'
+        path.write_text(text)
+        result = doctor({CONFIG_ENV: str(path), "MAIN_KEY": "k"}, "--no-chat")
+    out = result.output
+    main_part, local_part = out[: out.index("provider local")], out[out.index("provider local") :]
+    # main: the file's window for gpt-big (not the environment's); local: what b reports.
+    assert "'gpt-big' has a 40000-token context window ([context_windows])" in main_part
+    assert "'gpt-small' has a 65536-token context window" in local_part

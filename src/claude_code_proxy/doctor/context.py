@@ -36,6 +36,9 @@ class Context:
     models: list[tuple[str, str]] | None = None
     #: How the key is named in messages; None: OPENAI_API_KEY or "client key".
     key_label: str | None = None
+    #: Configured windows (tokens) by model, from a file's `[context_windows]`; None: the
+    #: environment's CONTEXT_WINDOW / <TIER>_MODEL_CONTEXT_WINDOW.
+    configured_windows: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         self.key = self.key or self.settings.openai_api_key or client_key(self.settings)

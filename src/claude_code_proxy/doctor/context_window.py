@@ -30,7 +30,14 @@ class ContextWindowCheck:
     async def run(self, ctx: Context, session: aiohttp.ClientSession) -> None:
         s = ctx.settings
         models = list(dict.fromkeys(model for _, model in mapped_models(ctx)))
-        windows: dict[str, Window] = dict(configured_windows(s))
+        if ctx.configured_windows is None:
+            windows: dict[str, Window] = dict(configured_windows(s))
+        else:  # a file's [context_windows] for this provider, as the proxy uses them
+            windows = {
+                m: Window(tokens, "[context_windows]", CONFIGURED)
+                for m, tokens in ctx.configured_windows.items()
+                if m in models
+            }
         for model in models:
             if model not in windows and s.context_window:
                 windows[model] = Window(s.context_window, "CONTEXT_WINDOW", CONFIGURED)

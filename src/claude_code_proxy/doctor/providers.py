@@ -80,6 +80,11 @@ class ProviderSections:
             timeout=ctx.timeout,
             models=models,
             key_label=config.key_source or "client key",
+            configured_windows={
+                target.partition("/")[2]: tokens
+                for target, tokens in self.gateway.context_windows.items()
+                if target.partition("/")[0] == config.name
+            },
         )
 
     async def section(self, config: ProviderConfig, models: list[tuple[str, str]]) -> None:
