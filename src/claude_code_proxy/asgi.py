@@ -200,6 +200,11 @@ class EventSender:
         self._last = 0.0
         self._closed = False
         self._pinger: asyncio.Task[None] | None = None
+        # WRITE_TIMEOUT: one watchdog timer per response, not one per write (hot path).
+        self._writing_since: float | None = None
+        self._writer: asyncio.Task[Any] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._expired = False
 
     async def start(self, first: bytes) -> None:
         await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
@@ -218,33 +223,48 @@ class EventSender:
         """Send, or raise ClientTooSlow after WRITE_TIMEOUT: a client that stops reading
         must not hold its upstream request (and our buffers) open indefinitely.
 
-        A timer cancels this task instead of `wait_for` running the send in a task of its
-        own: no extra loop turns per write on the hot path."""
+        A send only blocks when the client's socket buffers are full, so instead of a timer
+        per write, one watchdog per response wakes every WRITE_TIMEOUT/2 and cancels the
+        writing task when a send has been pending for WRITE_TIMEOUT (it fires within
+        1.5 × WRITE_TIMEOUT). A write costs two attribute stores."""
         if self._write_timeout is None:
             await self._send(message)
             return
-        task = asyncio.current_task()
-        assert task is not None
-        expired: list[bool] = []
-
-        def expire() -> None:
-            expired.append(True)
-            task.cancel()
-
-        timer = asyncio.get_running_loop().call_later(self._write_timeout, expire)
+        loop = asyncio.get_running_loop()
+        self._writer = asyncio.current_task()  # the exchange, or the pinger
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._write_timeout / 2, self._watch)
+        self._writing_since = loop.time()
         try:
             await self._send(message)
         except asyncio.CancelledError:
-            if not expired:
+            if not self._expired:
                 raise
-            if hasattr(task, "uncancel"):
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
                 task.uncancel()
             self._closed = True
             raise ClientTooSlow(
                 f"the client read nothing for {self._write_timeout:g}s (WRITE_TIMEOUT)"
             ) from None
         finally:
-            timer.cancel()
+            self._writing_since = None
+
+    def _watch(self) -> None:
+        """The watchdog's tick: cancel a write pending too long, else re-arm while useful."""
+        self._watchdog = None
+        writer, timeout = self._writer, self._write_timeout
+        if writer is None or timeout is None or writer.done() or self._expired:
+            return
+        loop = asyncio.get_running_loop()
+        since = self._writing_since
+        if since is not None and loop.time() - since >= timeout:
+            self._expired = True
+            writer.cancel()
+            return
+        if self._closed and since is None:
+            return
+        self._watchdog = loop.call_later(timeout / 2, self._watch)
 
     async def close(self, final: bytes = b"") -> None:
         """Send the last bytes and end the response; later writes and pings are dropped."""
@@ -254,7 +274,12 @@ class EventSender:
             if self._closed:
                 return
             self._closed = True
-            await self._timed({"type": "http.response.body", "body": final, "more_body": False})
+            try:
+                await self._timed({"type": "http.response.body", "body": final, "more_body": False})
+            finally:
+                if self._watchdog is not None:
+                    self._watchdog.cancel()
+                    self._watchdog = None
 
     def stop_pings(self) -> None:
         if self._pinger is not None:
