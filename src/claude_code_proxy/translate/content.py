@@ -224,3 +224,24 @@ def conversation_key(body: dict[str, Any], session_id: str | None) -> str | None
     if not seed:
         return None
     return "ccp-" + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def request_fields(body: Any) -> tuple[str, int, list[Any], bool]:
+    """The top-level fields every dialect needs, validated: model, max_tokens, messages, stream."""
+    if not isinstance(body, dict):
+        raise RequestValidationError("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestValidationError("model: field required (a non-empty string)")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise RequestValidationError("max_tokens: field required (an integer)")
+    if max_tokens < 0:
+        raise RequestValidationError("max_tokens: must be greater than or equal to 0")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise RequestValidationError("messages: field required (a list of messages)")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestValidationError("stream: must be a boolean")
+    return model, max_tokens, messages, stream

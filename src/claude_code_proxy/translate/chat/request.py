@@ -9,6 +9,7 @@ from claude_code_proxy.translate.chat.messages import MessageConverter
 from claude_code_proxy.translate.content import (
     Stats,
     conversation_key,
+    request_fields,
     stop_sequences,
     system_texts,
 )
@@ -50,22 +51,7 @@ def translate_request(
     (see `documents.pdf_sources`) for upstreams that take no PDF files.
     """
     options = options or TranslationOptions()
-    if not isinstance(body, dict):
-        raise RequestValidationError("request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise RequestValidationError("model: field required (a non-empty string)")
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-        raise RequestValidationError("max_tokens: field required (an integer)")
-    if max_tokens < 0:
-        raise RequestValidationError("max_tokens: must be greater than or equal to 0")
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise RequestValidationError("messages: field required (a list of messages)")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise RequestValidationError("stream: must be a boolean")
+    model, max_tokens, messages, stream = request_fields(body)
 
     stats = Stats()
     renamed: dict[str, str] = {}  # client tool name → upstream-legal name
