@@ -241,17 +241,27 @@ class LimitedHttpToolsProtocol(_Limits, HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._setup_limits(limits)
         self._awaiting_head = True
+        # False while the parser is still inside a request's body: bytes of a body the app
+        # answered without reading are body bytes, not the next head.
+        self._message_done = True
 
     def _head_pending(self) -> bool:
         return self._awaiting_head
 
     def _wait_for_head(self) -> None:
-        self._awaiting_head = True
+        self._awaiting_head = self._message_done
         super()._wait_for_head()
 
     def on_message_begin(self) -> None:
         self._awaiting_head = True  # a pipelined head is counted too
+        self._message_done = False
         super().on_message_begin()
+
+    def on_message_complete(self) -> None:
+        self._message_done = True
+        super().on_message_complete()
+        if self.cycle is None or self.cycle.response_complete:
+            self._awaiting_head = True
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
